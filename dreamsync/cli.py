@@ -1,0 +1,236 @@
+"""The ``dreamsync`` command line.
+
+Only the standard library is imported at module level, so ``dreamsync --help`` answers at once and
+compiles nothing; each command imports what it needs when it runs.
+
+Exit codes: 0 success; 1 internal error (a bug: rerun with ``--debug`` for the traceback);
+2 bad input or usage (unreadable or truncated file, unknown channel, bad option); 3 device or
+connection problem; 130 interrupted before any result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import sys
+
+from . import __version__
+
+EXIT_OK, EXIT_INTERNAL, EXIT_INPUT, EXIT_DEVICE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class InputProblem(Exception):
+    """A bad option value found after parsing; reported like any bad input."""
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"90"``, ``"90s"``, ``"10m"``, ``"8h"`` or ``"1h30m"``."""
+    match = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if not text.strip() or not match or not any(match.groups()):
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (examples: 90, 90s, 10m, 8h, 1h30m)")
+    h, m, s = (float(g) if g else 0.0 for g in match.groups())
+    seconds = 3600 * h + 60 * m + s
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"duration must be positive: {text!r}")
+    return seconds
+
+
+def parse_speed(text: str) -> float:
+    """Pace relative to real time: a positive number, or ``max`` (as fast as possible)."""
+    if text.strip().lower() in ("max", "inf", "0"):
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"speed must be a positive number or 'max', not {text!r}")
+    return value
+
+
+def _positive_hours(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"hours must be a positive number, not {text!r}")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="dreamsync",
+        description="Sleep-EEG headbands to sleep stages, live and offline.",
+        formatter_class=fmt,
+        epilog="examples:\n"
+               "  dreamsync live --device sim --speed 60 --duration 30m\n"
+               "  dreamsync simulate --hours 8 --seed 7 --out night.edf\n"
+               "  dreamsync stage night.edf --out hypnogram.json\n\n"
+               "exit codes: 0 ok, 1 internal error, 2 bad input or usage, 3 device problem, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"dreamsync {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "live", formatter_class=fmt, help="stage a headband's stream as it arrives",
+        description="Connect to a headband (or the simulator), stage each 30-s epoch as it ends and "
+                    "print a line per epoch (clock time, stage, confidence); Ctrl-C ends cleanly "
+                    "with a summary of time in each stage.",
+        epilog="examples:\n"
+               "  dreamsync live --device sim --speed 60            # a simulated night, 60x real time\n"
+               "  dreamsync live --device sim --speed max --duration 8h",
+    )
+    p.add_argument("--device", default="sim", choices=["sim"], help="which headband (default: sim)")
+    p.add_argument("--speed", type=parse_speed, default=1.0,
+                   help="simulator pace relative to real time, or 'max' (default: 1)")
+    p.add_argument("--duration", type=parse_duration, default=None,
+                   help="stop after this much signal, e.g. 90s, 30m, 8h (default: until the night ends)")
+    p.add_argument("--hours", type=_positive_hours, default=8.0, help="length of the simulated night (default: 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated night (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    p = sub.add_parser(
+        "simulate", formatter_class=fmt, help="write a simulated night to EDF+",
+        description="Simulate a night of sleep on a headband and write it as EDF+, with the true "
+                    "hypnogram as annotations ('Sleep stage W', 'N1', 'N2', 'N3', 'R').",
+        epilog="example:\n  dreamsync simulate --hours 8 --seed 7 --out night.edf",
+    )
+    p.add_argument("--hours", type=_positive_hours, default=8.0, help="length of the night (default: 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed: the same seed gives the same night (default: 0)")
+    p.add_argument("--device", default="sim", help="device profile to simulate (default: sim)")
+    p.add_argument("--fs", type=float, default=None, help="sample rate in Hz (default: the profile's)")
+    p.add_argument("--out", required=True, help="EDF+ file to write")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+    p = sub.add_parser(
+        "stage", formatter_class=fmt, help="stage an EDF/EDF+/BDF recording",
+        description="Stage a recording in 30-s epochs (offline: context in both directions) and write "
+                    "a JSON hypnogram: epoch_length, start, stages (W, N1, N2, N3, REM or ? for an "
+                    "unscorable epoch), confidence, channels used and the hypnodensity. Epoch i "
+                    "covers [30 i, 30 i + 30) s; a final partial epoch is dropped.",
+        epilog="examples:\n"
+               "  dreamsync stage night.edf --out hypnogram.json\n"
+               "  dreamsync stage SC4001E0-PSG.edf --channel 'EEG Fpz-Cz' --out SC4001.json",
+    )
+    p.add_argument("input", help="EDF, EDF+ or BDF file")
+    p.add_argument("--out", default=None, help="JSON file to write (default: print the JSON)")
+    p.add_argument("--channel", default=None,
+                   help="EEG channel to stage from (default: chosen from the labels, central leads first)")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success when --out is given")
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_INPUT
+    try:
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("dreamsync: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # one clear line per problem; tracebacks only with --debug
+        if args.debug:
+            raise
+        code, kind = _classify(err)
+        print(f"dreamsync: {kind}{_one_line(err)}", file=sys.stderr)
+        if code == EXIT_INTERNAL:
+            print("dreamsync: this is a bug; rerun with --debug for the traceback", file=sys.stderr)
+        return code
+
+
+def _classify(err: Exception) -> tuple:
+    from dsp.errors import SignalError  # light modules: no numba behind them
+    from ingest.errors import DeviceError, IngestError
+
+    if isinstance(err, DeviceError):
+        return EXIT_DEVICE, "device error: "
+    if isinstance(err, (IngestError, SignalError, InputProblem)):
+        return EXIT_INPUT, "error: "
+    if isinstance(err, OSError):  # cannot write the output, disk full, permission denied
+        return EXIT_INPUT, "error: "
+    return EXIT_INTERNAL, f"internal error: {type(err).__name__}: "
+
+
+def _one_line(err: Exception) -> str:
+    text = " ".join(str(err).split())
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+    return text or type(err).__name__
+
+
+def _cmd_live(args) -> int:
+    from .pipeline import LiveSession, open_device
+
+    def show(epoch):
+        if not args.quiet:
+            print(f"{epoch.start:%H:%M:%S}  {epoch.stage:<3}  {epoch.confidence:.2f}", flush=True)
+
+    device = open_device(args.device, speed=args.speed, hours=args.hours, seed=args.seed)
+    with device:
+        session = LiveSession(device, on_epoch=show, duration=args.duration)
+        previous = signal.signal(signal.SIGINT, lambda *_: session.stop())
+        try:
+            summary = session.run()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    _print_summary(summary)
+    return EXIT_OK
+
+
+def _print_summary(summary) -> None:
+    minutes = summary.minutes_per_stage()
+    total = sum(minutes.values())
+    print(f"summary: {len(summary.epochs)} epochs ({total / 60:.2f} h) staged from {summary.eeg_channel}"
+          + (f" + {summary.emg_channel}" if summary.emg_channel else "")
+          + f"; samples lost: {summary.samples_lost}")
+    for name, mins in minutes.items():
+        if mins or name != "?":
+            share = 100 * mins / total if total else 0.0
+            print(f"  {name:<3} {mins:7.1f} min  {share:5.1f} %")
+
+
+def _cmd_simulate(args) -> int:
+    from firmware_sim.profiles import PROFILES
+
+    from .pipeline import simulate_night
+
+    if args.device not in PROFILES:
+        raise InputProblem(f"unknown device profile {args.device!r}; known: {', '.join(sorted(PROFILES))}")
+    if args.fs is not None and not args.fs >= 50:
+        raise InputProblem(f"--fs must be at least 50 Hz, got {args.fs:g}")
+    night = simulate_night(args.out, hours=args.hours, seed=args.seed, profile=args.device, fs=args.fs)
+    if not args.quiet:
+        print(f"wrote {night.path}: {night.hours:.2f} h, {len(night.channels)} channels at {night.fs:g} Hz, "
+              f"{len(night.hypnogram)} epochs; true hypnogram in the annotations")
+    return EXIT_OK
+
+
+def _cmd_stage(args) -> int:
+    from .pipeline import stage_file
+
+    staged = stage_file(args.input, channel=args.channel)
+    doc = staged.to_json()
+    if args.out is None:
+        json.dump(doc, sys.stdout)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    with open(args.out, "w") as fh:
+        json.dump(doc, fh)
+    if not args.quiet:
+        unscored = doc["stages"].count("?")
+        print(f"wrote {args.out}: {len(doc['stages'])} epochs staged from {staged.eeg_channel}"
+              + (f" + {staged.emg_channel}" if staged.emg_channel else "")
+              + (f", {unscored} unscorable" if unscored else ""))
+    return EXIT_OK
+
+
+_COMMANDS = {"live": _cmd_live, "simulate": _cmd_simulate, "stage": _cmd_stage}

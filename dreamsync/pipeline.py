@@ -1,0 +1,249 @@
+"""Wiring: devices into the live stager, simulated nights into EDF, EDF files into hypnograms.
+
+Everything the command line does is a function or class here, for use from Python.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from dsp.stages import EPOCH_SECONDS, STAGES, UNSCORED_LABEL, to_labels
+from ingest.channels import find_channel, pick_staging_channel
+from ingest.errors import RecordingError
+
+# EDF+ annotation text for each stage (the Sleep-EDF convention, with AASM stage names).
+STAGE_ANNOTATION = {"W": "Sleep stage W", "N1": "Sleep stage N1", "N2": "Sleep stage N2",
+                    "N3": "Sleep stage N3", "REM": "Sleep stage R"}
+DEVICES = ("sim",)
+
+
+def open_device(name: str, *, speed: float = 1.0, hours: float = 8.0, seed: int | None = 0,
+                block_seconds: float | None = None):
+    """Make the device called ``name`` (not yet opened).
+
+    Parameters
+    ----------
+    name : str
+        ``"sim"``: the simulated headband of ``firmware_sim``.
+    speed : float, optional
+        Pace relative to real time (simulator only); 0 = as fast as possible.
+    hours, seed : optional
+        Length and seed of the simulated night.
+    block_seconds : float, optional
+        Seconds of signal per block; by default 0.1 s at real-time pace and larger when faster,
+        so fast replays are not dominated by per-block overhead.
+
+    Returns
+    -------
+    ingest.device.Device
+    """
+    from firmware_sim.headband import SimulatedHeadband
+    from ingest.sim import SimulatedDevice
+
+    if name != "sim":
+        raise ValueError(f"unknown device {name!r}; available: {', '.join(DEVICES)}")
+    if block_seconds is None:
+        block_seconds = 0.1 if 0 < speed <= 10 else 2.0
+    source = SimulatedHeadband("sim", hours=hours, seed=seed)
+    return SimulatedDevice(source, speed=speed, block_seconds=block_seconds, device_id=f"sim:{seed}")
+
+
+@dataclass(frozen=True)
+class LiveEpoch:
+    """One staged epoch of a live stream: number, clock time of its start, stage name, confidence."""
+
+    index: int
+    start: dt.datetime
+    stage: str
+    confidence: float
+
+
+@dataclass
+class LiveSummary:
+    """What a live session has seen so far."""
+
+    epochs: list = field(default_factory=list)
+    samples: int = 0
+    samples_lost: int = 0
+    eeg_channel: str = ""
+    emg_channel: str | None = None
+
+    def minutes_per_stage(self) -> dict:
+        """Minutes in each stage (and ``"?"``), in stage order."""
+        counts = {name: 0 for name in STAGES + (UNSCORED_LABEL,)}
+        for e in self.epochs:
+            counts[e.stage] += 1
+        return {name: n * EPOCH_SECONDS / 60.0 for name, n in counts.items()}
+
+
+class LiveSession:
+    """Stages a device's stream epoch by epoch, causally.
+
+    Parameters
+    ----------
+    device : ingest.device.Device
+        An opened device.
+    on_epoch : callable, optional
+        Called with each :class:`LiveEpoch` as soon as it is staged.
+    duration : float, optional
+        Stop after this many seconds of signal (None: until the device ends or ``stop()``).
+    """
+
+    def __init__(self, device, on_epoch: Callable[[LiveEpoch], None] | None = None, duration: float | None = None):
+        from dsp.staging import LiveStager
+
+        self.device = device
+        self.on_epoch = on_epoch or (lambda epoch: None)
+        eeg = pick_staging_channel(device.channels, device.kinds)
+        if eeg is None:
+            raise ValueError(f"device {device.device_id} has no EEG channel to stage from")
+        self._eeg = [eeg]
+        self._emg = [i for i, k in enumerate(device.kinds) if k == "EMG"][:1]
+        self.summary = LiveSummary(eeg_channel=device.channels[eeg],
+                                   emg_channel=device.channels[self._emg[0]] if self._emg else None)
+        self._stager = LiveStager(device.fs, n_eeg=1, n_emg=len(self._emg))
+        self._limit = None if duration is None else int(round(duration * device.fs))
+        self._start: dt.datetime | None = None
+
+    def run(self) -> LiveSummary:
+        """Start the device and stage until it ends, ``duration`` is reached or ``stop()`` is called."""
+        self.device.start()
+        for block in self.device.blocks():
+            if self._start is None:
+                self._start = dt.datetime.fromtimestamp(block.host_time)
+            data = block.data
+            if self._limit is not None:
+                data = data[:, : max(0, self._limit - block.first_index)]
+            if block.lost_before:
+                self._report(self._stager.push_gap(block.lost_before))
+                self.summary.samples_lost += block.lost_before
+            self._report(self._stager.push(data[self._eeg], data[self._emg] if self._emg else None))
+            self.summary.samples += data.shape[1]
+            if self._limit is not None and block.end_index >= self._limit:
+                break
+        self.device.stop()
+        return self.summary
+
+    def stop(self) -> None:
+        """End :meth:`run` after the block in hand (safe from a signal handler)."""
+        self.device.stop()
+
+    def _report(self, staged) -> None:
+        for e in staged:
+            epoch = LiveEpoch(e.index, self._start + dt.timedelta(seconds=e.index * EPOCH_SECONDS),
+                              to_labels([e.stage])[0], e.confidence)
+            self.summary.epochs.append(epoch)
+            self.on_epoch(epoch)
+
+
+@dataclass(frozen=True)
+class SimulatedNight:
+    """What :func:`simulate_night` wrote."""
+
+    path: str
+    hours: float
+    channels: tuple
+    fs: float
+    hypnogram: np.ndarray
+
+
+def simulate_night(out: str, *, hours: float = 8.0, seed: int | None = 0, profile: str = "sim",
+                   fs: float | None = None, start: dt.datetime | None = None) -> SimulatedNight:
+    """Simulate a night and write it as EDF+ with the true hypnogram as annotations.
+
+    Parameters
+    ----------
+    out : str
+        Path of the EDF+ file to write.
+    hours : float
+        Length of the night in hours.
+    seed : int or None
+        Seed of the night (hypnogram, person, noise): the same seed gives the same night.
+    profile : str
+        Device profile of ``firmware_sim`` (montage and default rate).
+    fs : float, optional
+        Sample rate in Hz; the profile's by default.
+    start : datetime, optional
+        Lights-off time written in the header; 23:00 today by default.
+    """
+    from firmware_sim.headband import SimulatedHeadband
+    from ingest.edf import write_edf
+
+    band = SimulatedHeadband(profile, hours=hours, seed=seed, fs=fs)
+    data = band.read_all()
+    if start is None:
+        start = dt.datetime.combine(dt.date.today(), dt.time(23, 0))
+    labels = to_labels(band.hypnogram)
+    annotations = [(i * EPOCH_SECONDS, EPOCH_SECONDS, STAGE_ANNOTATION[s]) for i, s in enumerate(labels)]
+    write_edf(out, data, band.fs, band.channels, band.kinds, start=start, annotations=annotations)
+    return SimulatedNight(out, len(band.hypnogram) * EPOCH_SECONDS / 3600, band.channels, band.fs, band.hypnogram)
+
+
+@dataclass(frozen=True)
+class StagedRecording:
+    """The result of :func:`stage_file`: stages plus where they came from."""
+
+    result: object  # dsp.staging.StagingResult
+    start: dt.datetime | None
+    eeg_channel: str
+    emg_channel: str | None
+
+    def to_json(self) -> dict:
+        """The ``stage`` output contract: epoch_length, start, stages, confidence (+ provenance)."""
+        r = self.result
+        return {
+            "epoch_length": float(r.epoch_length),
+            "start": self.start.isoformat() if self.start else None,
+            "stages": to_labels(r.stages),
+            "confidence": [round(float(c), 4) for c in r.confidence],
+            "channels": {"eeg": self.eeg_channel, "emg": self.emg_channel},
+            "hypnodensity": {name: [round(float(p), 4) for p in r.probabilities[:, k]] for k, name in enumerate(STAGES)},
+        }
+
+
+def stage_file(path: str, *, channel: str | None = None) -> StagedRecording:
+    """Stage an EDF/EDF+/BDF recording offline.
+
+    Parameters
+    ----------
+    path : str
+        The recording.
+    channel : str, optional
+        EEG channel to stage from (label, matched leniently); chosen from the labels otherwise
+        (central, then frontal, parietal/occipital, temporal leads). A chin EMG channel is used
+        too when the file has one.
+
+    Raises
+    ------
+    ingest.errors.RecordingError
+        Unreadable file, or no EEG channel / no such channel.
+    dsp.errors.SignalError
+        Recording too short or sampled too slowly to stage.
+    """
+    from dsp.staging import stage
+    from ingest.edf import read_edf
+
+    rec = read_edf(path)
+    labels, kinds = rec.labels, [s.kind for s in rec.signals]
+    if channel is not None:
+        try:
+            eeg = find_channel(labels, channel)
+        except KeyError as err:
+            raise RecordingError(f"{path}: {err.args[0]}") from None
+    else:
+        eeg = pick_staging_channel(labels, kinds)
+        if eeg is None:
+            shown = ", ".join(labels) if labels else "none"
+            raise RecordingError(f"{path}: no EEG channel found (channels: {shown}); name one with --channel")
+    emg = next((i for i, k in enumerate(kinds) if k == "EMG" and rec.signals[i].fs >= 50), None)
+    eeg_data = rec.read(eeg)
+    if not np.isfinite(eeg_data).any():
+        raise RecordingError(f"{path}: channel {labels[eeg]!r} holds no finite sample")
+    result = stage(eeg_data, rec.signals[eeg].fs,
+                   emg=rec.read(emg) if emg is not None else None,
+                   emg_fs=rec.signals[emg].fs if emg is not None else None)
+    return StagedRecording(result, rec.start, labels[eeg], labels[emg] if emg is not None else None)

@@ -1,0 +1,169 @@
+"""EDF, EDF+ and BDF files through edfio: read any channel in uV, write EDF+ with annotations.
+
+edfio was chosen over pyedflib because it reads the non-compliant files that clinical systems
+write (the DREAMS EDF, which pyedflib rejects), reports truncated files instead of failing
+opaquely, loads channels lazily, and is pure Python on numpy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from .channels import kind_from_label
+from .errors import RecordingError
+from .stream import CHANNEL_UNITS
+
+# Factor from a file's physical dimension to ours (uV for electrodes, g for accelerometers).
+_TO_UV = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
+
+
+@dataclass(frozen=True)
+class SignalInfo:
+    """One signal of a recording: label, kind (``"EEG"``, ...), rate in Hz, length, unit in the file."""
+
+    label: str
+    kind: str
+    fs: float
+    n_samples: int
+    unit: str
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """An EDF+ annotation: onset and duration in seconds from the recording start, and its text."""
+
+    onset: float
+    duration: float
+    text: str
+
+
+class EdfRecording:
+    """An opened EDF/EDF+/BDF file; channels are read on demand.
+
+    Attributes
+    ----------
+    path : str
+    start : datetime.datetime or None
+        Start of the recording, or None when the file's date is anonymised.
+    duration : float
+        Length in seconds.
+    signals : tuple of SignalInfo
+        Every signal except EDF+ annotation channels.
+    annotations : tuple of Annotation
+    """
+
+    def __init__(self, path: str, edf):
+        self.path = path
+        self._edf = edf
+        self.start = _start_of(edf)
+        self.duration = float(edf.duration)
+        self.signals = tuple(
+            SignalInfo(s.label, kind_from_label(s.label), float(s.sampling_frequency),
+                       int(s.samples_per_data_record) * int(edf.num_data_records), s.physical_dimension)
+            for s in edf.signals
+        )
+        self.annotations = tuple(Annotation(float(a.onset), float(a.duration or 0.0), a.text) for a in edf.annotations)
+
+    @property
+    def labels(self) -> list:
+        """Labels of :attr:`signals`, in file order."""
+        return [s.label for s in self.signals]
+
+    def read(self, index: int) -> np.ndarray:
+        """Samples of signal ``index`` as float64, shape (n_samples,), in uV (g for ACC).
+
+        A signal whose unit the file leaves empty or names unknown is taken to be in uV.
+        """
+        info = self.signals[index]
+        data = np.asarray(self._edf.signals[index].data, dtype=np.float64)
+        if CHANNEL_UNITS[info.kind] == "uV":
+            data = data * _TO_UV.get(info.unit.strip().lower(), 1.0)
+        return data
+
+
+def _start_of(edf) -> dt.datetime | None:
+    try:
+        return dt.datetime.combine(edf.startdate, edf.starttime)
+    except Exception:  # edfio raises AnonymizedDateError for "X" dates; some files hold garbage
+        return None
+
+
+def read_edf(path: str | os.PathLike) -> EdfRecording:
+    """Open an EDF, EDF+ or BDF file.
+
+    Raises
+    ------
+    RecordingError
+        If the file is missing, not EDF/BDF, or truncated (fewer data records than its header says).
+    """
+    import edfio
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise RecordingError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        magic = fh.read(8)
+    if magic == b"\xffBIOSEMI":
+        reader, kind = edfio.read_bdf, "BDF"
+    elif magic == b"0       ":
+        reader, kind = edfio.read_edf, "EDF"
+    else:
+        raise RecordingError(f"{path}: not an EDF or BDF file (its header does not start with an EDF/BDF version)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            edf = reader(path)
+        except Exception as err:
+            raise RecordingError(f"{path}: not a readable {kind} file ({_reason(err)})") from None
+    for w in caught:
+        text = str(w.message)
+        if "data record" in text.lower():
+            raise RecordingError(f"{path}: truncated {kind} file ({text.rstrip('.')})")
+    return EdfRecording(path, edf)
+
+
+def _reason(err: Exception) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text[:160]
+
+
+def write_edf(path, data, fs: float, labels, kinds, *, start: dt.datetime | None = None, annotations=()) -> None:
+    """Write signals and annotations to an EDF+ file.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    data : array_like, shape (n_channels, n_samples)
+        Signals in uV (g for ACC channels). Each channel's physical range is its own min..max.
+    fs : float
+        Sample rate in Hz of every channel.
+    labels, kinds : sequence of str
+        Label and kind of each channel.
+    start : datetime.datetime, optional
+        Start of the recording; the EDF+ anonymised date when omitted.
+    annotations : iterable of Annotation or (onset, duration, text)
+        Onset and duration in seconds from the start (duration 0 = instantaneous).
+    """
+    import edfio
+
+    data = np.asarray(data, dtype=np.float64)
+    signals = []
+    for row, label, kind in zip(data, labels, kinds):
+        lo, hi = (float(row.min()), float(row.max())) if row.size else (0.0, 0.0)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError(f"channel {label!r} holds non-finite samples; EDF cannot store them")
+        if hi - lo < 1e-6:  # a flat channel still needs a non-empty range
+            lo, hi = lo - 1.0, hi + 1.0
+        signals.append(edfio.EdfSignal(row, sampling_frequency=fs, label=label,
+                                       physical_dimension=CHANNEL_UNITS[kind], physical_range=(lo, hi)))
+    anns = [edfio.EdfAnnotation(float(a[0]), float(a[1]) if a[1] else None, str(a[2]))
+            for a in (a if isinstance(a, tuple) else (a.onset, a.duration, a.text) for a in annotations)]
+    kwargs = {}
+    if start is not None:
+        kwargs = {"recording": edfio.Recording(startdate=start.date()), "starttime": start.time().replace(microsecond=0)}
+    edfio.Edf(signals, annotations=anns, **kwargs).write(os.fspath(path))
