@@ -224,6 +224,7 @@ def stage_file(path: str, *, channel: str | None = None) -> StagedRecording:
     dsp.errors.SignalError
         Recording too short or sampled too slowly to stage.
     """
+    from dsp.errors import SignalError
     from dsp.staging import stage
     from ingest.edf import read_edf
 
@@ -240,10 +241,10 @@ def stage_file(path: str, *, channel: str | None = None) -> StagedRecording:
             shown = ", ".join(labels) if labels else "none"
             raise RecordingError(f"{path}: no EEG channel found (channels: {shown}); name one with --channel")
     emg = next((i for i, k in enumerate(kinds) if k == "EMG" and rec.signals[i].fs >= 50), None)
-    eeg_data = rec.read(eeg)
-    if not np.isfinite(eeg_data).any():
-        raise RecordingError(f"{path}: channel {labels[eeg]!r} holds no finite sample")
-    result = stage(eeg_data, rec.signals[eeg].fs,
-                   emg=rec.read(emg) if emg is not None else None,
-                   emg_fs=rec.signals[emg].fs if emg is not None else None)
+    try:
+        result = stage(rec.read(eeg), rec.signals[eeg].fs,
+                       emg=rec.read(emg) if emg is not None else None,
+                       emg_fs=rec.signals[emg].fs if emg is not None else None)
+    except SignalError as err:
+        raise SignalError(f"{path}: channel {labels[eeg]!r}: {err}") from None
     return StagedRecording(result, rec.start, labels[eeg], labels[emg] if emg is not None else None)

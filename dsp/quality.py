@@ -66,3 +66,13 @@ def scorable(quality: np.ndarray) -> np.ndarray:
         & (quality[:, 1] >= FLAT_UV)
         & (quality[:, 2] <= CLIPPED_FRACTION)
     )
+
+
+def unscorable_reason(quality: np.ndarray) -> str:
+    """Why most epochs fail :func:`scorable`, in a few words (for error messages)."""
+    reasons = {
+        "too many samples are missing or not finite": quality[:, 0] > MISSING_FRACTION,
+        f"the signal is flat (SD below {FLAT_UV} uV: a disconnected or railed electrode)": quality[:, 1] < FLAT_UV,
+        "the signal is clipped at the amplifier's range": quality[:, 2] > CLIPPED_FRACTION,
+    }
+    return max(reasons, key=lambda r: int(reasons[r].sum()))

@@ -4,8 +4,9 @@ Evidence per 30-s epoch
     - log relative EEG power in the AASM bands (delta 0.5-4, theta 4-8, alpha 8-12, sigma 12-16,
       beta 16-30 Hz), averaged over the EEG channels given. Relative powers make the stager
       amplitude invariant, so a consumer headband's low frontal amplitudes do not read as wake;
-    - when a chin EMG is given, its 10-100 Hz tone relative to the recording's median (high in W,
-      lowest in REM).
+    - when a chin EMG is given, its 10-100 Hz tone relative to this night's NREM tone (the epochs
+      whose EEG alone says N2 or N3): higher in W, lowest in REM. NREM is the reference because a
+      recording's median tone is wake tone when the recording is mostly wake.
 Each stage has a prototype spectrum (typical relative band powers of a scalp lead in that stage,
 from the AASM descriptions); an epoch's likelihood under a stage falls with its squared log-distance
 from the prototype. A sticky hidden Markov model then smooths: forward-backward offline, forward only
@@ -22,7 +23,7 @@ import numpy as np
 
 from .errors import SignalError
 from .hmm import forward_backward, forward_step
-from .quality import epoch_quality, scorable
+from .quality import epoch_quality, scorable, unscorable_reason
 from .spectral import band_powers, epoch_psd
 from .stages import EPOCH_SECONDS, STAGES, UNSCORED
 
@@ -97,8 +98,9 @@ def _fill_missing(epochs: np.ndarray) -> np.ndarray:
     bad = ~np.isfinite(epochs)
     if not bad.any():
         return epochs
-    means = np.nanmean(np.where(bad, np.nan, epochs), axis=-1, keepdims=True)
-    return np.where(bad, np.nan_to_num(means), epochs)
+    finite = np.where(bad, 0.0, epochs)
+    counts = np.maximum((~bad).sum(axis=-1, keepdims=True), 1)  # an all-missing epoch gets 0
+    return np.where(bad, finite.sum(axis=-1, keepdims=True) / counts, epochs)
 
 
 def eeg_evidence(epochs: np.ndarray, fs: float) -> np.ndarray:
@@ -153,13 +155,22 @@ def emission_loglik(eeg_log_rel: np.ndarray, emg_z: np.ndarray | None = None) ->
     eeg_log_rel : ndarray, shape (n_epochs, 5)
         Output of :func:`eeg_evidence`.
     emg_z : ndarray, shape (n_epochs,), optional
-        EMG tone as a robust z-score within the recording (0 = typical for this night).
+        EMG tone as a robust z-score against this night's NREM tone (0 = typical NREM tone).
     """
     diff = eeg_log_rel[:, None, :] - _LOG_PROTOTYPES[None, :, :]
     loglik = -0.5 * ((diff / _SPREAD) ** 2).sum(axis=-1)
     if emg_z is not None:
         loglik = loglik + np.clip(emg_z, -3.0, 3.0)[:, None] * _EMG_WEIGHT[None, :]
     return loglik
+
+
+#: Fewest NREM epochs that make an EMG tone reference.
+MIN_EMG_REFERENCE_EPOCHS = 10
+
+
+def is_nrem_by_eeg(eeg_log_rel: np.ndarray) -> np.ndarray:
+    """Epochs whose EEG evidence alone is closest to N2 or N3, shape (n_epochs,) bool."""
+    return np.isin(emission_loglik(eeg_log_rel).argmax(axis=1), (2, 3))
 
 
 def robust_z(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -200,7 +211,8 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None) -> StagingRe
     Raises
     ------
     SignalError
-        If the rate is below 50 Hz or the recording is shorter than one epoch.
+        If the rate is below 50 Hz, the recording is shorter than one epoch, or no epoch can be
+        scored (flat, railed, clipped or missing signal throughout).
     """
     _check_rate(fs)
     eeg = _as_2d(eeg, "eeg")
@@ -210,7 +222,11 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None) -> StagingRe
         raise SignalError(
             f"recording too short: {eeg.shape[1] / fs:.1f} s; staging needs at least one {EPOCH_SECONDS:g}-s epoch"
         )
-    ok = np.all([scorable(epoch_quality(ch)) for ch in epochs], axis=0)
+    quality = [epoch_quality(ch) for ch in epochs]
+    ok = np.all([scorable(q) for q in quality], axis=0)
+    if not ok.any():
+        worst = min(quality, key=lambda q: int(scorable(q).sum()))
+        raise SignalError(f"no epoch can be scored: {unscorable_reason(worst)}")
     evidence = eeg_evidence(epochs, fs)
     emg_z = None
     if emg is not None:
@@ -220,8 +236,9 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None) -> StagingRe
         if emg_epochs.shape[1] == n_epochs:
             emg_ok = np.all([scorable(epoch_quality(ch)) for ch in emg_epochs], axis=0)
             power = emg_log_power(emg_epochs, emg_fs)
-            if emg_ok.sum() >= 10:  # a tone baseline needs a few good epochs
-                emg_z = np.where(emg_ok, robust_z(power, power[emg_ok & ok] if (emg_ok & ok).any() else power), 0.0)
+            reference = emg_ok & ok & is_nrem_by_eeg(evidence)
+            if reference.sum() >= MIN_EMG_REFERENCE_EPOCHS:
+                emg_z = np.where(emg_ok, robust_z(power, power[reference]), 0.0)
     loglik = emission_loglik(evidence, emg_z)
     loglik[~ok] = 0.0  # no evidence: the HMM carries the neighbours' context through
     post = forward_backward(loglik, LOG_TRANSITIONS, LOG_INITIAL)
@@ -267,8 +284,6 @@ class LiveStager:
         Number of EMG channels in each pushed ``emg`` block (0 = none), by default 0.
     """
 
-    _EMG_BASELINE_EPOCHS = 10
-
     def __init__(self, fs: float, n_eeg: int = 1, n_emg: int = 0):
         _check_rate(fs)
         self.fs = float(fs)
@@ -276,7 +291,7 @@ class LiveStager:
         self._n_per = int(round(EPOCH_SECONDS * fs))
         self._buffer = np.empty((n_eeg + n_emg, 0))
         self._log_post: np.ndarray | None = None
-        self._emg_history: list = []
+        self._nrem_emg: list = []  # EMG log power of epochs the EEG calls NREM
         self.epochs_done = 0
 
     def push(self, eeg: np.ndarray, emg: np.ndarray | None = None) -> list:
@@ -310,16 +325,17 @@ class LiveStager:
         ok = bool(np.all(scorable(epoch_quality(eeg[:, 0, :]))))
         loglik = np.zeros(len(STAGES))
         if ok:
+            evidence = eeg_evidence(eeg, self.fs)
             emg_z = None
             if self.n_emg:
                 emg = epoch[self.n_eeg :, None, :]
                 if np.all(scorable(epoch_quality(emg[:, 0, :]))):
                     power = emg_log_power(emg, self.fs)
-                    history = np.array(self._emg_history)
-                    if history.size >= self._EMG_BASELINE_EPOCHS:
-                        emg_z = robust_z(power, history)
-                    self._emg_history.append(power[0])
-            loglik = emission_loglik(eeg_evidence(eeg, self.fs), emg_z)[0]
+                    if len(self._nrem_emg) >= MIN_EMG_REFERENCE_EPOCHS:
+                        emg_z = robust_z(power, np.array(self._nrem_emg))
+                    if is_nrem_by_eeg(evidence)[0]:
+                        self._nrem_emg.append(power[0])
+            loglik = emission_loglik(evidence, emg_z)[0]
         if self._log_post is None:
             post = LOG_INITIAL + loglik
             self._log_post = post - np.logaddexp.reduce(post)

@@ -1,0 +1,171 @@
+"""The command line end to end, in subprocesses, as a user runs it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli
+
+
+def test_help_loads_no_numerical_library():
+    code = ("import sys\nfrom dreamsync.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = sorted(m for m in ('numba', 'numpy', 'scipy', 'edfio', 'bleak', 'serial') if m in sys.modules)\n"
+            "print('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
+    for command in ("live", "simulate", "stage"):
+        res = run_cli(command, "--help")
+        assert res.returncode == 0 and "example" in res.stdout
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "night.edf"
+    res = run_cli("simulate", "--hours", "0.5", "--seed", "3", "--out", out)
+    assert res.returncode == 0, res.stderr
+    return out, res
+
+
+def test_simulate_then_stage_gives_a_hypnogram_of_the_right_length(simulated, tmp_path):
+    edf, res = simulated
+    assert "60 epochs" in res.stdout
+    out = tmp_path / "hyp.json"
+    res = run_cli("stage", edf, "--out", out)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(out.read_text())
+    assert doc["epoch_length"] == 30.0
+    assert len(doc["stages"]) == len(doc["confidence"]) == 60
+    assert set(doc["stages"]) <= {"W", "N1", "N2", "N3", "REM", "?"}
+    assert all(0 <= c <= 1 for c in doc["confidence"])
+    assert doc["start"].endswith("23:00:00") and doc["channels"]["eeg"] == "EEG C4-M1"
+
+
+def test_simulated_edf_carries_the_true_hypnogram(simulated):
+    from ingest.edf import read_edf
+
+    rec = read_edf(simulated[0])
+    stages = [a for a in rec.annotations if a.text.startswith("Sleep stage")]
+    assert len(stages) == 60 and [a.onset for a in stages[:3]] == [0.0, 30.0, 60.0]
+
+
+def test_stage_reads_a_one_channel_200_hz_edf_from_another_library(tmp_path):
+    pyedflib = pytest.importorskip("pyedflib")
+    from firmware_sim.headband import SimulatedHeadband
+
+    eeg = SimulatedHeadband(hours=0.25, seed=4, fs=200.0).read_all()[0]
+    path = tmp_path / "other.edf"
+    writer = pyedflib.EdfWriter(str(path), 1, file_type=pyedflib.FILETYPE_EDFPLUS)
+    writer.setSignalHeaders([{"label": "EEG C3", "dimension": "uV", "sample_frequency": 200,
+                              "physical_max": 1000.0, "physical_min": -1000.0,
+                              "digital_max": 32767, "digital_min": -32768, "transducer": "", "prefilter": ""}])
+    writer.writeSamples([np.clip(eeg, -1000, 1000)])
+    writer.close()
+    res = run_cli("stage", path)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert len(doc["stages"]) == 30 and doc["channels"]["eeg"] == "EEG C3"
+
+
+def _assert_one_clear_line(res, code, fragment):
+    assert res.returncode == code
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in res.stderr, res.stderr
+
+
+def test_non_edf_input_is_one_line_and_exit_2(tmp_path):
+    path = tmp_path / "notes.edf"
+    path.write_text("this is not a recording\n" * 40)
+    _assert_one_clear_line(run_cli("stage", path), 2, "not an EDF")
+
+
+def test_truncated_edf_is_one_line_and_exit_2(simulated, tmp_path):
+    raw = simulated[0].read_bytes()
+    cut = tmp_path / "cut.edf"
+    cut.write_bytes(raw[: len(raw) // 2])
+    _assert_one_clear_line(run_cli("stage", cut), 2, "truncated")
+
+
+def test_missing_file_unknown_channel_and_short_recording(simulated, tmp_path):
+    from ingest.edf import write_edf
+
+    _assert_one_clear_line(run_cli("stage", tmp_path / "nothing.edf"), 2, "no such file")
+    _assert_one_clear_line(run_cli("stage", simulated[0], "--channel", "O2"), 2, "available: EEG C4-M1")
+    short = tmp_path / "short.edf"
+    write_edf(short, np.random.default_rng(0).normal(0, 20, (1, 2000)), 100.0, ["EEG C3"], ["EEG"])
+    _assert_one_clear_line(run_cli("stage", short), 2, "too short")
+    flat = tmp_path / "flat.edf"
+    write_edf(flat, np.full((1, 6000), 250.0), 100.0, ["EEG C3"], ["EEG"])
+    _assert_one_clear_line(run_cli("stage", flat), 2, "flat")
+
+
+def test_bad_option_values_exit_2():
+    assert run_cli("live", "--speed", "fast").returncode == 2
+    assert run_cli("live", "--duration", "soon").returncode == 2
+    assert run_cli("simulate", "--hours", "-1", "--out", "x.edf").returncode == 2
+
+
+def test_live_prints_an_epoch_per_line_and_a_summary():
+    res = run_cli("live", "--device", "sim", "--speed", "max", "--duration", "5m", "--seed", "1")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    epochs = [ln.split() for ln in lines if ln[:2].isdigit()]
+    assert len(epochs) == 10
+    for clock, stage, confidence in epochs:
+        time.strptime(clock, "%H:%M:%S")
+        assert stage in {"W", "N1", "N2", "N3", "REM", "?"} and 0 <= float(confidence) <= 1
+    assert any(ln.startswith("summary: 10 epochs") for ln in lines)
+
+
+def test_ctrl_c_ends_live_cleanly_with_a_summary():
+    proc = subprocess.Popen([sys.executable, "-m", "dreamsync", "live", "--device", "sim", "--speed", "120"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    seen = []
+    deadline = time.monotonic() + 120
+    while len(seen) < 2 and time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+    assert len(seen) == 2, proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "summary:" in out
+
+
+def test_python_api_matches_the_cli(simulated):
+    from dreamsync.pipeline import stage_file
+
+    doc = json.loads(run_cli("stage", simulated[0]).stdout)
+    assert stage_file(str(simulated[0])).to_json() == doc
+
+
+def test_sample_recording_stages_and_matches_its_annotations(tmp_path):
+    from dsp.agreement import agreement
+    from dsp.stages import from_labels
+    from ingest.edf import read_edf
+
+    sample = ROOT / "recordings" / "sim-30min-seed1-128hz.edf"
+    res = run_cli("stage", sample, "--out", tmp_path / "h.json")
+    assert res.returncode == 0, res.stderr
+    predicted = from_labels(json.loads((tmp_path / "h.json").read_text())["stages"])
+    from dreamsync.pipeline import STAGE_ANNOTATION
+
+    names = {text: stage for stage, text in STAGE_ANNOTATION.items()}
+    truth = from_labels([names[a.text] for a in read_edf(sample).annotations if a.text in names])
+    assert agreement(truth, predicted).accuracy >= 0.8  # simulated data: a wiring check
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- test-command -->", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0].strip()
+    printed = subprocess.run(["bash", str(ROOT / ".ci" / "run"), "--print-command"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+    assert printed == block and "pytest" in block and "venv" in block

@@ -1,0 +1,97 @@
+"""Each numba kernel against an independent numpy reference."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from dsp.hmm import forward_backward, forward_step
+from dsp.quality import epoch_quality, scorable
+from dsp.spectral import band_powers, epoch_psd
+
+finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=40, deadline=None)
+@given(psd=hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(2, 60)), elements=st.floats(0, 1e3)),
+       df=st.floats(0.1, 2.0), lo=st.floats(0, 40), width=st.floats(0.1, 40))
+def test_band_powers_matches_masked_sum(psd, df, lo, width):
+    freqs = np.arange(psd.shape[1]) * df
+    edges = np.array([[lo, lo + width], [0.0, freqs[-1] + df]])
+    mask = (freqs >= lo) & (freqs < lo + width)
+    expected = np.stack([(psd * mask).sum(1) * df, psd.sum(1) * df], axis=1)
+    np.testing.assert_allclose(band_powers(psd, freqs, edges), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_band_power_of_a_sine_is_its_variance():
+    fs = 200.0
+    t = np.arange(int(30 * fs)) / fs
+    x = 20.0 * np.sin(2 * np.pi * 10.0 * t)  # variance 200 uV^2
+    freqs, psd = epoch_psd(x[None, :], fs)
+    power = band_powers(psd, freqs, np.array([[8.0, 12.0], [0.5, 8.0]]))
+    assert power[0, 0] == pytest.approx(200.0, rel=0.02)
+    assert power[0, 1] < 0.01 * power[0, 0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=hnp.arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(2, 50)),
+                    elements=st.one_of(finite, st.just(np.nan))))
+def test_epoch_quality_matches_numpy(x):
+    q = epoch_quality(x)
+    for e, row in enumerate(x):
+        ok = row[np.isfinite(row)]
+        assert q[e, 0] == pytest.approx(1 - ok.size / row.size)
+        if ok.size:
+            assert q[e, 1] == pytest.approx(ok.std(), abs=1e-9 * (1 + np.abs(ok).max()))
+            extreme = (ok == ok.min()) | (ok == ok.max())
+            assert q[e, 2] == pytest.approx(extreme.mean())
+        else:
+            assert q[e, 1] == 0 and q[e, 2] == 0
+
+
+def test_quality_flags_flat_clipped_and_missing_epochs():
+    rng = np.random.default_rng(0)
+    good = rng.normal(0, 20, 3000)
+    flat = np.full(3000, 187.5)                      # railed: stuck at one value
+    clipped = np.clip(good * 5, -100, 100)           # amplifier range exceeded
+    missing = good.copy()
+    missing[:400] = np.nan
+    q = epoch_quality(np.stack([good, flat, clipped, missing]))
+    assert scorable(q).tolist() == [True, False, False, False]
+
+
+def _brute_force_posterior(emit, trans, init):
+    t_len, k = emit.shape
+    post = np.zeros((t_len, k))
+    for path in itertools.product(range(k), repeat=t_len):
+        p = init[path[0]] * emit[0, path[0]]
+        for t in range(1, t_len):
+            p *= trans[path[t - 1], path[t]] * emit[t, path[t]]
+        for t, s in enumerate(path):
+            post[t, s] += p
+    return post / post.sum(axis=1, keepdims=True)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), t_len=st.integers(1, 5), k=st.integers(2, 4))
+def test_forward_backward_matches_enumeration_of_all_paths(seed, t_len, k):
+    rng = np.random.default_rng(seed)
+    emit = rng.uniform(0.01, 1, (t_len, k))
+    trans = rng.uniform(0.01, 1, (k, k))
+    trans /= trans.sum(1, keepdims=True)
+    init = rng.dirichlet(np.ones(k))
+    post = forward_backward(np.log(emit), np.log(trans), np.log(init))
+    np.testing.assert_allclose(post, _brute_force_posterior(emit, trans, init), rtol=1e-9, atol=1e-12)
+
+
+def test_forward_step_is_bayes_filtering():
+    rng = np.random.default_rng(3)
+    prev = rng.dirichlet(np.ones(5))
+    trans = rng.dirichlet(np.ones(5), size=5)
+    emit = rng.uniform(0.1, 1, 5)
+    expected = (prev @ trans) * emit
+    expected /= expected.sum()
+    np.testing.assert_allclose(np.exp(forward_step(np.log(prev), np.log(emit), np.log(trans))), expected)

@@ -1,0 +1,100 @@
+"""EDF I/O through edfio, and choosing channels from labels."""
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from ingest.channels import find_channel, kind_from_label, pick_staging_channel
+from ingest.edf import read_edf, write_edf
+from ingest.errors import RecordingError
+
+
+@pytest.fixture
+def edf_path(tmp_path):
+    rng = np.random.default_rng(0)
+    data = np.vstack([rng.normal(0, 25, 256 * 90), rng.normal(0, 5, 256 * 90), np.full(256 * 90, 1.0)])
+    path = tmp_path / "rec.edf"
+    write_edf(path, data, 256.0, ["EEG C4-M1", "EMG chin", "ACC Z"], ["EEG", "EMG", "ACC"],
+              start=dt.datetime(2026, 3, 1, 22, 45, 10), annotations=[(0.0, 30.0, "Sleep stage W"), (61.5, 0, "gap")])
+    return path, data
+
+
+def test_round_trip_keeps_signals_start_and_annotations(edf_path):
+    path, data = edf_path
+    rec = read_edf(path)
+    assert rec.start == dt.datetime(2026, 3, 1, 22, 45, 10) and rec.duration == 90.0
+    assert [(s.label, s.kind, s.fs, s.n_samples) for s in rec.signals] == [
+        ("EEG C4-M1", "EEG", 256.0, 23040), ("EMG chin", "EMG", 256.0, 23040), ("ACC Z", "ACC", 256.0, 23040)]
+    for k in range(3):
+        span = np.ptp(data[k]) or 2.0
+        np.testing.assert_allclose(rec.read(k), data[k], atol=span / 65535 + 1e-9)
+    assert [(a.onset, a.duration, a.text) for a in rec.annotations] == [(0.0, 30.0, "Sleep stage W"), (61.5, 0.0, "gap")]
+
+
+def test_millivolt_channels_are_converted_to_microvolts(tmp_path):
+    import edfio
+
+    x = np.sin(np.arange(2000) / 10) * 0.05  # 50 uV written in mV
+    edfio.Edf([edfio.EdfSignal(x, 100, label="EEG C3", physical_dimension="mV", physical_range=(-0.1, 0.1))]).write(
+        tmp_path / "mv.edf")
+    np.testing.assert_allclose(read_edf(tmp_path / "mv.edf").read(0), x * 1000, atol=0.01)
+
+
+def test_truncated_file_is_reported_as_truncated(edf_path, tmp_path):
+    path, _ = edf_path
+    raw = path.read_bytes()
+    cut = tmp_path / "cut.edf"
+    cut.write_bytes(raw[: len(raw) * 2 // 3])
+    with pytest.raises(RecordingError, match="truncated"):
+        read_edf(cut)
+
+
+@pytest.mark.parametrize("content", [b"", b"hello world\n" * 50, b"0       " + b"\x00" * 100])
+def test_non_edf_files_are_reported(tmp_path, content):
+    path = tmp_path / "x.edf"
+    path.write_bytes(content)
+    with pytest.raises(RecordingError, match="EDF"):
+        read_edf(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(RecordingError, match="no such file"):
+        read_edf(tmp_path / "nope.edf")
+
+
+@pytest.mark.parametrize("label, kind", [
+    ("EEG C3", "EEG"), ("EEG Fpz-Cz", "EEG"), ("C4-M1", "EEG"), ("C3-A2", "EEG"), ("TP9", "EEG"),
+    ("FP1-A1", "EEG"), ("CZ-A1", "EEG"), ("EOG E1-M2", "EOG"), ("EOG horizontal", "EOG"), ("LOC", "EOG"),
+    ("EMG chin", "EMG"), ("EMG1", "EMG"), ("ECG", "ECG"), ("Accel X", "ACC"), ("Resp oro-nasal", "MISC"),
+    ("SaO2", "MISC"), ("Event marker", "MISC"), ("M1", "MISC"),
+])
+def test_kind_from_label(label, kind):
+    assert kind_from_label(label) == kind
+
+
+@pytest.mark.parametrize("labels, expected", [
+    (["O1-A1", "EMG1", "ECG", "FP1-A1", "C3-A1", "EOG1-A1"], "C3-A1"),   # DREAMS: central first
+    (["EEG Fpz-Cz", "EEG Pz-Oz", "EOG horizontal"], "EEG Fpz-Cz"),       # Sleep-EDF
+    (["TP9", "AF7", "AF8", "TP10"], "AF7"),                               # Muse: frontal over temporal
+    (["EOG E1-M2", "EMG chin"], None),
+])
+def test_staging_channel_choice(labels, expected):
+    index = pick_staging_channel(labels, [kind_from_label(s) for s in labels])
+    assert (labels[index] if index is not None else None) == expected
+
+
+def test_find_channel_is_lenient_but_says_what_exists():
+    labels = ["EEG Fpz-Cz", "EEG Pz-Oz"]
+    assert find_channel(labels, "EEG Fpz-Cz") == 0
+    assert find_channel(labels, "pz-oz") == 1
+    with pytest.raises(KeyError, match="available: EEG Fpz-Cz, EEG Pz-Oz"):
+        find_channel(labels, "C3")
+
+
+def test_reads_the_dreams_edf_that_strict_readers_refuse(dreams_dir):
+    rec = read_edf(dreams_dir / "excerpt3.edf")
+    c3 = rec.labels.index("C3-A1")
+    reference = np.loadtxt(dreams_dir / "excerpt3.txt", skiprows=1)
+    assert rec.signals[c3].fs == 50.0
+    assert np.corrcoef(rec.read(c3), reference)[0, 1] > 0.9999

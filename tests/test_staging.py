@@ -1,0 +1,100 @@
+"""The first stager, offline and live.
+
+Agreement with the simulator's truth checks the wiring and the stager's logic, not accuracy on
+people: the simulator and the stager share the textbook picture of each stage.
+"""
+
+import numpy as np
+import pytest
+
+from dsp.errors import SignalError
+from dsp.stages import STAGES, from_labels, to_labels
+from dsp.staging import LiveStager, stage
+from firmware_sim.headband import SimulatedHeadband
+from firmware_sim.hypnogram import STAGES as SIM_STAGES
+
+
+@pytest.fixture(scope="module")
+def night():
+    band = SimulatedHeadband(hours=4, seed=21)
+    return band, band.read_all()
+
+
+def test_simulator_and_dsp_share_the_stage_vocabulary():
+    assert SIM_STAGES == STAGES
+    assert to_labels(from_labels(["W", "N3", "?", "REM"])) == ["W", "N3", "?", "REM"]
+
+
+def test_offline_staging_follows_the_simulated_truth(night):
+    band, data = night
+    result = stage(data[0], band.fs, emg=data[3])
+    assert result.stages.shape == (len(band.hypnogram),)
+    assert (result.stages == band.hypnogram).mean() >= 0.85
+    np.testing.assert_allclose(result.probabilities.sum(1), 1.0)
+    assert np.all((result.confidence > 0) & (result.confidence <= 1))
+
+
+def test_amplitude_scaling_changes_at_most_five_percent_of_epochs(night):
+    band, data = night
+    base = stage(data[:2], band.fs, emg=data[3]).stages
+    for factor in (0.5, 2.0):
+        scaled = stage(data[:2] * factor, band.fs, emg=data[3] * factor).stages
+        assert (scaled != base).mean() <= 0.05
+
+
+def test_live_agrees_with_offline_and_ignores_block_sizes(night):
+    band, data = night
+    offline = stage(data[0], band.fs, emg=data[3]).stages
+
+    def live(block):
+        stager = LiveStager(band.fs, n_eeg=1, n_emg=1)
+        out = []
+        for i in range(0, data.shape[1], block):
+            out += stager.push(data[:1, i:i + block], data[3:4, i:i + block])
+        return np.array([e.stage for e in out])
+
+    small, large = live(25), live(10_000)
+    assert np.array_equal(small, large)
+    assert small.shape == offline.shape and (small == offline).mean() >= 0.85
+
+
+def test_bad_epochs_are_unscorable_not_guessed(night):
+    band, data = night
+    eeg = data[0, : int(10 * 30 * band.fs)].copy()
+    n = int(30 * band.fs)
+    eeg[2 * n:3 * n] = np.nan                       # lost
+    eeg[5 * n:6 * n] = 187.5                        # railed
+    eeg[7 * n:8 * n] = np.clip(eeg[7 * n:8 * n] * 20, -200, 200)  # clipped
+    result = stage(eeg, band.fs)
+    assert [k for k, s in enumerate(result.stages) if s == -1] == [2, 5, 7]
+    assert np.all(result.confidence[[2, 5, 7]] == 0)
+
+
+def test_a_few_lost_samples_do_not_cost_the_epoch(night):
+    band, data = night
+    stager = LiveStager(band.fs)
+    n = int(30 * band.fs)
+    stager.push(data[:1, :1000])
+    stager.push_gap(50)  # 50 samples lost: under 5 % of the epoch
+    out = stager.push(data[:1, 1050:n])
+    assert len(out) == 1 and out[0].stage != -1
+
+
+@pytest.mark.parametrize("eeg, fs, match", [
+    (np.zeros(0), 100.0, "too short"),
+    (np.random.default_rng(0).normal(0, 20, 2900), 100.0, "too short"),
+    (np.random.default_rng(0).normal(0, 20, 30_000), 40.0, "at least 50 Hz"),
+    (np.full(30_000, 3.0), 100.0, "flat"),
+    (np.full(30_000, np.nan), 100.0, "missing"),
+])
+def test_unusable_signals_raise_one_clear_error(eeg, fs, match):
+    with pytest.raises(SignalError, match=match):
+        stage(eeg, fs)
+
+
+def test_real_development_excerpts_each_get_a_stage_per_epoch(dreams_dir):
+    """Every excerpt, including the 50-Hz one, is staged; agreement is measured by benchmarks/."""
+    for number, fs in ((1, 100.0), (2, 200.0), (3, 50.0), (4, 200.0)):
+        eeg = np.loadtxt(dreams_dir / f"excerpt{number}.txt", skiprows=1)
+        result = stage(eeg, fs)
+        assert result.stages.shape == (60,) and np.all(result.stages >= 0)
