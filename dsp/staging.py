@@ -103,6 +103,18 @@ def _fill_missing(epochs: np.ndarray) -> np.ndarray:
     return np.where(bad, finite.sum(axis=-1, keepdims=True) / counts, epochs)
 
 
+def _epoch_band_powers(epochs: np.ndarray, fs: float, bands_hz: np.ndarray) -> np.ndarray:
+    """Band powers (uV^2) of (channels, epochs, samples), shape (channels, epochs, bands).
+
+    Bands are capped at 0.45 fs: at 50 Hz, beta ends below Nyquist.
+    """
+    n_ch, n_ep, n_s = epochs.shape
+    freqs, psd = epoch_psd(_fill_missing(epochs).reshape(n_ch * n_ep, n_s), fs)
+    edges = np.array(bands_hz, dtype=np.float64)
+    edges[:, 1] = np.minimum(edges[:, 1], 0.45 * fs)
+    return band_powers(psd, freqs, edges).reshape(n_ch, n_ep, -1)
+
+
 def eeg_evidence(epochs: np.ndarray, fs: float) -> np.ndarray:
     """Log relative band powers of EEG epochs.
 
@@ -118,13 +130,8 @@ def eeg_evidence(epochs: np.ndarray, fs: float) -> np.ndarray:
     ndarray, shape (n_epochs, 5)
         Log relative power in each band of :data:`BANDS_HZ`, averaged over channels.
     """
-    n_ch, n_ep, n_s = epochs.shape
-    freqs, psd = epoch_psd(_fill_missing(epochs).reshape(n_ch * n_ep, n_s), fs)
-    edges = BANDS_HZ.copy()
-    edges[:, 1] = np.minimum(edges[:, 1], 0.45 * fs)  # at 50 Hz, beta ends below Nyquist
-    power = band_powers(psd, freqs, edges) + 1e-12
-    log_rel = np.log(power / power.sum(axis=1, keepdims=True))
-    return log_rel.reshape(n_ch, n_ep, -1).mean(axis=0)
+    power = _epoch_band_powers(epochs, fs, BANDS_HZ) + 1e-12
+    return np.log(power / power.sum(axis=-1, keepdims=True)).mean(axis=0)
 
 
 def emg_log_power(epochs: np.ndarray, fs: float) -> np.ndarray:
@@ -141,10 +148,8 @@ def emg_log_power(epochs: np.ndarray, fs: float) -> np.ndarray:
     -------
     ndarray, shape (n_epochs,)
     """
-    n_ch, n_ep, n_s = epochs.shape
-    freqs, psd = epoch_psd(_fill_missing(epochs).reshape(n_ch * n_ep, n_s), fs)
-    edges = np.array([[EMG_BAND_HZ[0], min(EMG_BAND_HZ[1], 0.45 * fs)]])
-    return np.log(band_powers(psd, freqs, edges)[:, 0] + 1e-12).reshape(n_ch, n_ep).mean(axis=0)
+    power = _epoch_band_powers(epochs, fs, np.array([EMG_BAND_HZ]))[..., 0]
+    return np.log(power + 1e-12).mean(axis=0)
 
 
 def emission_loglik(eeg_log_rel: np.ndarray, emg_z: np.ndarray | None = None) -> np.ndarray:

@@ -161,8 +161,10 @@ def write_edf(path, data, fs: float, labels, kinds, *, start: dt.datetime | None
             lo, hi = lo - 1.0, hi + 1.0
         signals.append(edfio.EdfSignal(row, sampling_frequency=fs, label=label,
                                        physical_dimension=CHANNEL_UNITS[kind], physical_range=(lo, hi)))
-    anns = [edfio.EdfAnnotation(float(a[0]), float(a[1]) if a[1] else None, str(a[2]))
-            for a in (a if isinstance(a, tuple) else (a.onset, a.duration, a.text) for a in annotations)]
+    anns = []
+    for a in annotations:
+        onset, duration, text = (a.onset, a.duration, a.text) if isinstance(a, Annotation) else a
+        anns.append(edfio.EdfAnnotation(float(onset), float(duration) if duration else None, str(text)))
     kwargs = {}
     if start is not None:
         kwargs = {"recording": edfio.Recording(startdate=start.date()), "starttime": start.time().replace(microsecond=0)}

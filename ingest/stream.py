@@ -27,7 +27,7 @@ CHANNEL_UNITS = {
 CHANNEL_KINDS = tuple(CHANNEL_UNITS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # blocks hold arrays: compare them by identity
 class SampleBlock:
     """A block of contiguous samples from one device.
 
