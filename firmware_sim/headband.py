@@ -6,7 +6,7 @@ import numpy as np
 
 from .hypnogram import EPOCH_SECONDS, generate_hypnogram
 from .profiles import DeviceProfile, get_profile
-from .signals import SleepSignalModel
+from .signals import Event, SleepSignalModel  # noqa: F401  (Event: the type of .events)
 
 
 class SimulatedHeadband:
@@ -24,16 +24,20 @@ class SimulatedHeadband:
         Stage codes (0 W .. 4 REM) per 30-s epoch; generated from ``hours`` and ``seed`` if omitted.
     fs : float, optional
         Sample rate in Hz; the profile's rate if omitted.
+    mains_hz : float, optional
+        Mains frequency in Hz (50 in Europe, 60 in the Americas), by default 50.
 
     Attributes
     ----------
     hypnogram : numpy.ndarray of int8, shape (n_epochs,)
         The true stage of every epoch.
-    events : list of tuple
-        ``(kind, onset_s, duration_s)`` of every transient produced so far, onset from the start.
+    events : list of firmware_sim.signals.Event
+        Ground truth of every event produced so far (spindles, K-complexes, slow waves, eye
+        movements, artefacts, ...): kind, onset and duration in seconds from the start, channel.
     """
 
-    def __init__(self, profile="sim", hours: float = 8.0, seed: int | None = 0, hypnogram=None, fs=None):
+    def __init__(self, profile="sim", hours: float = 8.0, seed: int | None = 0, hypnogram=None, fs=None,
+                 mains_hz: float = 50.0):
         self.profile: DeviceProfile = get_profile(profile) if isinstance(profile, str) else profile
         self.channels = self.profile.channels
         self.kinds = self.profile.kinds
@@ -44,9 +48,11 @@ class SimulatedHeadband:
         )
         self.n_samples = self._epoch_start(len(self.hypnogram))
         self.events: list = []
-        self._model = SleepSignalModel(self.channels, self.kinds, self.fs, seed)
+        self._model = SleepSignalModel(self.channels, self.kinds, self.fs, seed, gains=self.profile.gains,
+                                       sensor_noise_uv=self.profile.sensor_noise_uv,
+                                       mains_uv=self.profile.mains_uv, mains_hz=mains_hz)
         self._next_epoch = 0
-        self._pending = np.zeros((len(self.channels), 0))
+        self._pending = np.zeros((len(self.channels), 0), dtype=np.float32)
         self._position = 0
 
     def _epoch_start(self, k: int) -> int:
@@ -68,19 +74,20 @@ class SimulatedHeadband:
 
         Returns
         -------
-        numpy.ndarray of float64, shape (n_channels, m), m <= n
+        numpy.ndarray of float32, shape (n_channels, m), m <= n
             uV for EEG/EOG/EMG, g for ACC.
         """
-        parts, have = [], 0
-        while have < n:
+        out = np.empty((len(self.channels), max(0, min(n, self.n_samples - self._position))), dtype=np.float32)
+        have = 0
+        while have < out.shape[1]:
             if self._pending.shape[1] == 0 and not self._generate_epoch():
                 break
-            take = min(n - have, self._pending.shape[1])
-            parts.append(self._pending[:, :take])
+            take = min(out.shape[1] - have, self._pending.shape[1])
+            out[:, have : have + take] = self._pending[:, :take]
             self._pending = self._pending[:, take:]
             have += take
         self._position += have
-        return np.hstack(parts) if parts else np.zeros((len(self.channels), 0))
+        return out[:, :have]
 
     def read_all(self) -> np.ndarray:
         """Return the rest of the night, shape (n_channels, n_samples - position)."""
@@ -92,7 +99,7 @@ class SimulatedHeadband:
             return False
         start = self._epoch_start(k)
         data, events = self._model.epoch(int(self.hypnogram[k]), self._epoch_start(k + 1) - start)
-        self.events.extend((kind, start / self.fs + onset, dur) for kind, onset, dur in events)
+        self.events.extend(e._replace(onset=start / self.fs + e.onset) for e in events)
         self._pending = data
         self._next_epoch += 1
         return True

@@ -70,7 +70,8 @@ def test_each_stage_has_its_spectral_signature(night):
     mean = lambda v, s: v[hyp == s].mean()  # noqa: E731
     assert mean(alpha, W) > 2 * max(mean(alpha, s) for s in (N1, N2, N3, REM))
     assert mean(theta, N1) > mean(theta, N2) and mean(theta, REM) > mean(theta, N2)
-    assert mean(sigma, N2) > 1.5 * max(mean(sigma, N1), mean(sigma, REM))
+    # 1.3x: the sensor-noise floor and muscle pick-up lift the sigma share of low-power N1 and REM
+    assert mean(sigma, N2) > 1.3 * max(mean(sigma, N1), mean(sigma, REM))
     assert mean(delta, N3) > mean(delta, N2) > mean(delta, N1)
 
 
@@ -90,7 +91,8 @@ def test_chin_emg_is_lowest_in_rem_and_eye_movements_mark_rem(night):
     hyp = band.hypnogram
     emg = epochs[band.channels.index("EMG chin")].std(-1)
     eog = epochs[band.channels.index("EOG E1-M2")]
-    fast_eog = np.abs(np.diff(eog, axis=-1)).max(-1)  # saccades are steep
+    lag = int(0.1 * band.fs)
+    fast_eog = np.abs(eog[..., lag:] - eog[..., :-lag]).max(-1)  # saccades swing > 100 uV within 100 ms
     assert emg[hyp == REM].mean() < 0.5 * min(emg[hyp == s].mean() for s in (W, N1, N2, N3))
     assert np.median(fast_eog[hyp == REM]) > 2 * np.median(fast_eog[hyp == N2])
 
@@ -98,13 +100,13 @@ def test_chin_emg_is_lowest_in_rem_and_eye_movements_mark_rem(night):
 def test_spindles_and_k_complexes_come_only_in_nrem(night):
     band, _ = night
     hyp = band.hypnogram
-    spindles = [(on, dur) for kind, on, dur in band.events if kind == "spindle"]
+    spindles = [(e.onset, e.duration) for e in band.events if e.kind == "spindle"]
     assert spindles and all(hyp[int(on // 30)] in (N2, N3) for on, _ in spindles)
     assert all(0.5 <= dur <= 2.0 for _, dur in spindles)
     n2_minutes = (hyp == N2).sum() / 2
     density = sum(hyp[int(on // 30)] == N2 for on, _ in spindles) / n2_minutes
     assert 2 <= density <= 7  # per minute of N2 (AASM: about 2-7)
-    kcs = [on for kind, on, _ in band.events if kind == "k_complex"]
+    kcs = [e.onset for e in band.events if e.kind == "k_complex"]
     assert kcs and all(hyp[int(on // 30)] in (N2, N3) for on in kcs)
 
 
@@ -116,5 +118,5 @@ def test_any_rate_from_100_to_1000_hz():
 
 
 def test_unknown_profile_is_a_clear_error():
-    with pytest.raises(KeyError, match="known: sim"):
+    with pytest.raises(KeyError, match="known: .*muse-s.*sim"):
         get_profile("cyton-xl")
