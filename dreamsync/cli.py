@@ -96,15 +96,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "simulate", formatter_class=fmt, help="write a simulated night to EDF+",
-        description="Simulate a night of sleep on a headband and write it as EDF+, with the true "
-                    "hypnogram as annotations ('Sleep stage W', 'N1', 'N2', 'N3', 'R').",
-        epilog="example:\n  dreamsync simulate --hours 8 --seed 7 --out night.edf",
+        description="Simulate a night of sleep on a headband and write it as EDF+ with the truth as "
+                    "annotations (stages 'Sleep stage W/N1/N2/N3/R', events, faults, gaps), plus a JSON "
+                    "truth file. Lost samples are written as 0 and marked 'Gap: N samples lost'.",
+        epilog="examples:\n  dreamsync simulate --hours 8 --seed 7 --out night.edf\n"
+               "  dreamsync simulate --device muse-s --hours 8 --seed 7 --faults loss=0.01 --out night.edf",
     )
     p.add_argument("--hours", type=_positive_hours, default=8.0, help="length of the night (default: 8)")
     p.add_argument("--seed", type=int, default=0, help="seed: the same seed gives the same night (default: 0)")
-    p.add_argument("--device", default="sim", help="device profile to simulate (default: sim)")
+    p.add_argument("--device", default="sim",
+                   help="device profile: sim, cyton, cyton-daisy, ganglion, muse-2, muse-s (default: sim)")
     p.add_argument("--fs", type=float, default=None, help="sample rate in Hz (default: the profile's)")
+    p.add_argument("--faults", default="",
+                   help="faults as name=value list, e.g. loss=0.01,burst=0.001,railed='EEG C3',fault_onset=3600")
     p.add_argument("--out", required=True, help="EDF+ file to write")
+    p.add_argument("--truth", default=None, help="ground-truth JSON to write (default: OUT with .truth.json)")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
     p = sub.add_parser(
@@ -199,6 +205,7 @@ def _print_summary(summary) -> None:
 
 
 def _cmd_simulate(args) -> int:
+    from firmware_sim.faults import FaultSpec
     from firmware_sim.profiles import PROFILES
 
     from .pipeline import simulate_night
@@ -207,10 +214,16 @@ def _cmd_simulate(args) -> int:
         raise InputProblem(f"unknown device profile {args.device!r}; known: {', '.join(sorted(PROFILES))}")
     if args.fs is not None and not args.fs >= 50:
         raise InputProblem(f"--fs must be at least 50 Hz, got {args.fs:g}")
-    night = simulate_night(args.out, hours=args.hours, seed=args.seed, profile=args.device, fs=args.fs)
+    try:
+        faults = FaultSpec.parse(args.faults)
+        night = simulate_night(args.out, hours=args.hours, seed=args.seed, profile=args.device, fs=args.fs,
+                               faults=faults, truth_path=args.truth)
+    except ValueError as err:  # option values the layers refuse
+        raise InputProblem(str(err)) from None
     if not args.quiet:
+        lost = f", {night.samples_lost} samples lost (marked as gaps)" if night.samples_lost else ""
         print(f"wrote {night.path}: {night.hours:.2f} h, {len(night.channels)} channels at {night.fs:g} Hz, "
-              f"{len(night.hypnogram)} epochs; true hypnogram in the annotations")
+              f"{len(night.hypnogram)} epochs{lost}; truth in the annotations and {night.truth_path}")
     return EXIT_OK
 
 

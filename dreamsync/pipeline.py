@@ -145,15 +145,23 @@ class SimulatedNight:
     """What :func:`simulate_night` wrote."""
 
     path: str
+    truth_path: str
     hours: float
     channels: tuple
     fs: float
     hypnogram: np.ndarray
+    samples_lost: int
 
 
 def simulate_night(out: str, *, hours: float = 8.0, seed: int | None = 0, profile: str = "sim",
-                   fs: float | None = None, start: dt.datetime | None = None) -> SimulatedNight:
-    """Simulate a night and write it as EDF+ with the true hypnogram as annotations.
+                   fs: float | None = None, start: dt.datetime | None = None, faults=None,
+                   truth_path: str | None = None) -> SimulatedNight:
+    """Simulate a night and write it as EDF+ plus a JSON ground-truth file.
+
+    The EDF+ holds the signals and, as annotations, the true stages (``Sleep stage W/N1/N2/N3/R``),
+    every simulated event (``Event spindle``, ``Event electrode_pop EEG C3``, ...), faults and lost
+    samples (``Gap: N samples lost``; the samples themselves are written as 0). The truth file holds
+    the same in JSON with the settings that produced them.
 
     Parameters
     ----------
@@ -162,25 +170,70 @@ def simulate_night(out: str, *, hours: float = 8.0, seed: int | None = 0, profil
     hours : float
         Length of the night in hours.
     seed : int or None
-        Seed of the night (hypnogram, person, noise): the same seed gives the same night.
+        Seed of the night (hypnogram, person, noise, faults): the same seed gives the same night.
     profile : str
-        Device profile of ``firmware_sim`` (montage and default rate).
+        Device profile of ``firmware_sim`` (montage, rate, amplitudes, packet size).
     fs : float, optional
         Sample rate in Hz; the profile's by default.
     start : datetime, optional
         Lights-off time written in the header; 23:00 today by default.
+    faults : firmware_sim.faults.FaultSpec, optional
+        Packet loss (random, bursts) and railed/flat electrodes. Faults that act on the wire
+        (corruption, duplication, reordering, disconnects) need a driver in the loop: use a
+        transport (``sim-serve``) for those.
+    truth_path : str, optional
+        Where to write the truth JSON; ``OUT`` with ``.truth.json`` for ``.edf`` by default.
     """
-    from firmware_sim.headband import SimulatedHeadband
-    from ingest.edf import write_edf
+    import json
+    import pathlib
 
+    from firmware_sim.faults import FaultSpec, PacketFaults, apply_signal_faults, lost_samples
+    from firmware_sim.headband import SimulatedHeadband
+    from ingest.edf import Annotation, gap_annotation, write_edf
+
+    faults = faults or FaultSpec()
+    if faults.wire_faults:
+        raise ValueError("corruption, duplication, reordering and disconnects act on the wire: "
+                         "serve the device (sim-serve) and record it through a driver to see them")
     band = SimulatedHeadband(profile, hours=hours, seed=seed, fs=fs)
     data = band.read_all()
     if start is None:
         start = dt.datetime.combine(dt.date.today(), dt.time(23, 0))
+    fault_records = apply_signal_faults(data, band.fs, band.channels, faults, seed=seed)
+    loss = PacketFaults(faults, seed=seed)
+    lost = lost_samples(loss, data.shape[1], band.profile.samples_per_packet)
+    data[:, lost] = 0.0  # written as 0, marked as a gap below: never passed off as signal
+    gaps = _runs(lost)
+
     labels = to_labels(band.hypnogram)
-    annotations = [(i * EPOCH_SECONDS, EPOCH_SECONDS, STAGE_ANNOTATION[s]) for i, s in enumerate(labels)]
+    annotations = [Annotation(i * EPOCH_SECONDS, EPOCH_SECONDS, STAGE_ANNOTATION[s]) for i, s in enumerate(labels)]
+    annotations += [Annotation(e.onset, e.duration, f"Event {e.kind}" + (f" {e.channel}" if e.channel else ""))
+                    for e in band.events]
+    annotations += [Annotation(r["onset"], r["duration"], f"Fault {r['kind']} {r['channel']}") for r in fault_records]
+    annotations += [gap_annotation(first, n, band.fs) for first, n in gaps]
     write_edf(out, data, band.fs, band.channels, band.kinds, start=start, annotations=annotations)
-    return SimulatedNight(out, len(band.hypnogram) * EPOCH_SECONDS / 3600, band.channels, band.fs, band.hypnogram)
+
+    truth_path = truth_path or str(pathlib.Path(out).with_suffix(".truth.json"))
+    truth = {
+        "device": band.profile.name, "seed": seed, "fs": band.fs, "start": start.isoformat(),
+        "channels": list(band.channels), "kinds": list(band.kinds), "epoch_length": EPOCH_SECONDS,
+        "stages": labels,
+        "events": [{"kind": e.kind, "onset": round(e.onset, 4), "duration": round(e.duration, 4),
+                    "channel": e.channel} for e in band.events],
+        "faults": {"spec": faults.to_dict(), "signal": fault_records, "packets": loss.to_dict(),
+                   "gaps": [{"onset": first / band.fs, "samples": n} for first, n in gaps]},
+    }
+    with open(truth_path, "w") as fh:
+        json.dump(truth, fh)
+    return SimulatedNight(out, truth_path, len(band.hypnogram) * EPOCH_SECONDS / 3600, band.channels, band.fs,
+                          band.hypnogram, int(lost.sum()))
+
+
+def _runs(mask: np.ndarray) -> list:
+    """``[(first_index, length), ...]`` of the True runs in a boolean array."""
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return [(int(a), int(b - a)) for a, b in zip(starts, ends)]
 
 
 @dataclass(frozen=True)

@@ -216,6 +216,31 @@ class PacketFaults:
                 "corrupted": self.corrupted, "duplicated": self.duplicated, "reordered": self.reordered}
 
 
+def lost_samples(faults: PacketFaults, n_samples: int, samples_per_packet: float) -> np.ndarray:
+    """Which samples a packet-loss model loses, for a device carrying ``samples_per_packet`` per packet.
+
+    Parameters
+    ----------
+    faults : PacketFaults
+        The loss model (its log records the lost packets).
+    n_samples : int
+        Samples per channel in the recording.
+    samples_per_packet : float
+        Samples per packet (>= 1), or a fraction when one sample spans several packets (Daisy: 0.5),
+        in which case a sample is lost when any of its packets is.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_samples,)
+    """
+    if samples_per_packet >= 1:
+        per = int(round(samples_per_packet))
+        lost = faults.lost_mask(-(-n_samples // per))
+        return np.repeat(lost, per)[:n_samples]
+    packets_per_sample = int(round(1 / samples_per_packet))
+    return faults.lost_mask(n_samples * packets_per_sample).reshape(n_samples, packets_per_sample).any(axis=1)
+
+
 def disconnect_schedule(spec: FaultSpec, seconds: float, seed: int | None = 0) -> list:
     """Times when the link drops: ``[(start_s, duration_s), ...]`` over ``seconds`` of streaming."""
     if not spec.disconnect_every:

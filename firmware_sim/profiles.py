@@ -34,6 +34,9 @@ class DeviceProfile:
         Electrode and amplifier noise floor in uV RMS, by default 0.5 (wet gel).
     mains_uv : float, optional
         Amplitude in uV of the mains line picked up, by default 2.
+    samples_per_packet : float, optional
+        Samples of every channel one wire packet carries (Cyton 1, Daisy 0.5: a 16-channel sample
+        spans two packets, Ganglion 2, Muse 12): a lost packet loses this much. By default 1.
     """
 
     name: str
@@ -44,6 +47,7 @@ class DeviceProfile:
     gains: tuple = field(default=())
     sensor_noise_uv: float = 0.5
     mains_uv: float = 2.0
+    samples_per_packet: float = 1.0
 
     def __post_init__(self):
         if len(self.channels) != len(self.kinds):
@@ -70,22 +74,24 @@ PROFILES = {
         _profile("cyton", 250.0, "OpenBCI Cyton, 8 channels (gel cup electrodes, mastoid reference on SRB2)",
                  (("EEG F3-M2", "EEG"), ("EEG F4-M1", "EEG"), ("EEG C3-M2", "EEG"), ("EEG C4-M1", "EEG"),
                   ("EEG O1-M2", "EEG"), ("EEG O2-M1", "EEG"), ("EOG E1-M2", "EOG"), ("EMG chin", "EMG")) + _ACC,
-                 sensor_noise_uv=1.0, mains_uv=4.0),
+                 sensor_noise_uv=1.0, mains_uv=4.0, samples_per_packet=1.0),
         _profile("cyton-daisy", 125.0, "OpenBCI Cyton + Daisy, 16 channels at 125 Hz per 16-channel sample",
                  (("EEG Fp1-M2", "EEG"), ("EEG Fp2-M1", "EEG"), ("EEG F3-M2", "EEG"), ("EEG F4-M1", "EEG"),
                   ("EEG F7-M2", "EEG"), ("EEG F8-M1", "EEG"), ("EEG C3-M2", "EEG"), ("EEG C4-M1", "EEG"),
                   ("EEG Cz-M1", "EEG"), ("EEG P3-M2", "EEG"), ("EEG P4-M1", "EEG"), ("EEG O1-M2", "EEG"),
                   ("EEG O2-M1", "EEG"), ("EOG E1-M2", "EOG"), ("EOG E2-M1", "EOG"), ("EMG chin", "EMG")) + _ACC,
-                 sensor_noise_uv=1.0, mains_uv=4.0),
+                 sensor_noise_uv=1.0, mains_uv=4.0, samples_per_packet=0.5),
         _profile("ganglion", 200.0, "OpenBCI Ganglion, 4 channels: central EEG pair, EOG, chin EMG",
                  (("EEG C3-M2", "EEG"), ("EEG C4-M1", "EEG"), ("EOG E1-M2", "EOG"), ("EMG chin", "EMG")) + _ACC,
-                 sensor_noise_uv=1.5, mains_uv=5.0),
+                 sensor_noise_uv=1.5, mains_uv=5.0, samples_per_packet=2.0),
         _profile("muse-2", 256.0, "Muse 2: dry electrodes TP9, AF7, AF8, TP10 referred to Fpz",
                  (("EEG TP9", "EEG"), ("EEG AF7", "EEG"), ("EEG AF8", "EEG"), ("EEG TP10", "EEG")) + _ACC,
-                 gains=(0.75, 0.5, 0.5, 0.75, 1.0, 1.0, 1.0), sensor_noise_uv=3.0, mains_uv=10.0),
+                 gains=(0.75, 0.5, 0.5, 0.75, 1.0, 1.0, 1.0), sensor_noise_uv=3.0, mains_uv=10.0,
+                 samples_per_packet=12.0),
         _profile("muse-s", 256.0, "Muse S: fabric electrodes TP9, AF7, AF8, TP10 referred to Fpz",
                  (("EEG TP9", "EEG"), ("EEG AF7", "EEG"), ("EEG AF8", "EEG"), ("EEG TP10", "EEG")) + _ACC,
-                 gains=(0.7, 0.45, 0.45, 0.7, 1.0, 1.0, 1.0), sensor_noise_uv=2.5, mains_uv=8.0),
+                 gains=(0.7, 0.45, 0.45, 0.7, 1.0, 1.0, 1.0), sensor_noise_uv=2.5, mains_uv=8.0,
+                 samples_per_packet=12.0),
     )
 }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -17,6 +18,11 @@ import numpy as np
 from .channels import kind_from_label
 from .errors import RecordingError
 from .stream import CHANNEL_UNITS
+
+#: EDF+C has no holes, so lost samples are written as 0 and covered by an annotation of this form;
+#: :meth:`EdfRecording.read` turns them back into NaN (missing), never into data.
+GAP_TEXT = "Gap: {n} samples lost"
+_GAP = re.compile(r"^Gap: (\d+) samples lost$")
 
 # Factor from a file's physical dimension to ours (uV for electrodes, g for accelerometers).
 _TO_UV = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
@@ -74,16 +80,31 @@ class EdfRecording:
         """Labels of :attr:`signals`, in file order."""
         return [s.label for s in self.signals]
 
-    def read(self, index: int) -> np.ndarray:
+    @property
+    def gaps(self) -> list:
+        """Lost stretches marked by :data:`GAP_TEXT` annotations: ``[(onset_s, duration_s), ...]``."""
+        return [(a.onset, a.duration) for a in self.annotations if _GAP.match(a.text)]
+
+    def read(self, index: int, *, mark_gaps: bool = True) -> np.ndarray:
         """Samples of signal ``index`` as float64, shape (n_samples,), in uV (g for ACC).
 
-        A signal whose unit the file leaves empty or names unknown is taken to be in uV.
+        A signal whose unit the file leaves empty or names unknown is taken to be in uV. With
+        ``mark_gaps`` (the default), samples inside annotated gaps are NaN.
         """
         info = self.signals[index]
         data = np.asarray(self._edf.signals[index].data, dtype=np.float64)
         if CHANNEL_UNITS[info.kind] == "uV":
             data = data * _TO_UV.get(info.unit.strip().lower(), 1.0)
+        if mark_gaps:
+            for onset, duration in self.gaps:
+                a = int(round(onset * info.fs))
+                data[a : a + max(1, int(round(duration * info.fs)))] = np.nan
         return data
+
+
+def gap_annotation(first_index: int, n_samples: int, fs: float) -> Annotation:
+    """The annotation that marks ``n_samples`` lost from sample ``first_index`` on (rate ``fs`` Hz)."""
+    return Annotation(first_index / fs, n_samples / fs, GAP_TEXT.format(n=n_samples))
 
 
 def _start_of(edf) -> dt.datetime | None:

@@ -169,3 +169,33 @@ def test_ci_runs_exactly_the_readme_test_command():
     printed = subprocess.run(["bash", str(ROOT / ".ci" / "run"), "--print-command"], capture_output=True,
                              text=True, check=True).stdout.strip()
     assert printed == block and "pytest" in block and "venv" in block
+
+
+def test_simulate_any_device_with_faults_writes_gaps_and_truth(tmp_path):
+    from ingest.edf import read_edf
+
+    out = tmp_path / "g.edf"
+    res = run_cli("simulate", "--device", "ganglion", "--hours", "0.25", "--seed", "2",
+                  "--faults", "loss=0.02,burst=0.002,flat=EEG C3-M2,fault_onset=600", "--out", out)
+    assert res.returncode == 0, res.stderr
+    truth = json.loads((tmp_path / "g.truth.json").read_text())
+    rec = read_edf(out)
+    assert rec.labels == truth["channels"] and rec.signals[0].fs == 200.0 == truth["fs"]
+    lost = sum(g["samples"] for g in truth["faults"]["gaps"])
+    packets = truth["faults"]["packets"]
+    assert lost == 2 * packets["packets_lost"] > 0  # the Ganglion carries 2 samples per packet
+    assert sum(round(d * 200) for _, d in rec.gaps) == lost
+    eeg = rec.read(0)
+    assert np.isnan(eeg).sum() == lost  # gaps read back as missing, never as data
+    assert any(t["kind"] == "flat_electrode" for t in truth["faults"]["signal"])
+    kinds = {e["kind"] for e in truth["events"]}
+    assert {"slow_wave", "blink"} & kinds and len(truth["stages"]) == 30
+
+
+def test_simulate_rejects_bad_or_wire_only_faults_in_one_line(tmp_path):
+    _assert_one_clear_line(run_cli("simulate", "--hours", "0.1", "--faults", "lots=1", "--out", tmp_path / "x.edf"),
+                           2, "unknown fault")
+    _assert_one_clear_line(run_cli("simulate", "--hours", "0.1", "--faults", "corrupt=0.01", "--out",
+                                   tmp_path / "x.edf"), 2, "sim-serve")
+    _assert_one_clear_line(run_cli("simulate", "--hours", "0.1", "--device", "cyton-xl", "--out", tmp_path / "x.edf"),
+                           2, "unknown device profile")

@@ -98,3 +98,16 @@ def test_reads_the_dreams_edf_that_strict_readers_refuse(dreams_dir):
     reference = np.loadtxt(dreams_dir / "excerpt3.txt", skiprows=1)
     assert rec.signals[c3].fs == 50.0
     assert np.corrcoef(rec.read(c3), reference)[0, 1] > 0.9999
+
+
+def test_annotated_gaps_read_back_as_missing_samples(tmp_path):
+    from ingest.edf import gap_annotation
+
+    data = np.random.default_rng(1).normal(0, 20, (1, 1000))
+    data[0, 300:325] = 0.0  # what a writer stores for lost samples
+    write_edf(tmp_path / "g.edf", data, 100.0, ["EEG C3"], ["EEG"], annotations=[gap_annotation(300, 25, 100.0)])
+    rec = read_edf(tmp_path / "g.edf")
+    assert rec.gaps == [(3.0, 0.25)]
+    x = rec.read(0)
+    assert np.isnan(x[300:325]).all() and np.isfinite(x[:300]).all() and np.isfinite(x[325:]).all()
+    assert np.isfinite(rec.read(0, mark_gaps=False)).all()
