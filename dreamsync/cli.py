@@ -114,6 +114,24 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
     p = sub.add_parser(
+        "sim-serve", formatter_class=fmt, help="serve a simulated OpenBCI board on a serial device",
+        description="Emulate an OpenBCI Cyton (or Cyton+Daisy) behind its USB dongle on a pseudo-terminal: "
+                    "print the port path, then answer commands and stream packets in real time, byte for "
+                    "byte as the board does, until Ctrl-C or the end of the night. Any serial client "
+                    "(dreamsync's driver, BrainFlow, the OpenBCI GUI) can open the port at 115200 baud.",
+        epilog="examples:\n"
+               "  dreamsync sim-serve --device cyton\n"
+               "  dreamsync sim-serve --device cyton-daisy --faults loss=0.01,drift=0.003 --truth served.json",
+    )
+    p.add_argument("--device", default="cyton", choices=["cyton", "cyton-daisy"], help="board (default: cyton)")
+    p.add_argument("--hours", type=_positive_hours, default=8.0, help="length of the night (default: 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the night (default: 0)")
+    p.add_argument("--faults", default="", help="faults as name=value list, e.g. loss=0.01,corrupt=0.001,"
+                                                "disconnect_every=600,drift=0.003")
+    p.add_argument("--mains", type=float, default=50.0, choices=[50.0, 60.0], help="mains frequency in Hz")
+    p.add_argument("--truth", default=None, help="write what was served (stages, events, fault log) as JSON on exit")
+
+    p = sub.add_parser(
         "stage", formatter_class=fmt, help="stage an EDF/EDF+/BDF recording",
         description="Stage a recording in 30-s epochs (offline: context in both directions) and write "
                     "a JSON hypnogram: epoch_length, start, stages (W, N1, N2, N3, REM or ? for an "
@@ -227,6 +245,36 @@ def _cmd_simulate(args) -> int:
     return EXIT_OK
 
 
+def _cmd_sim_serve(args) -> int:
+    import threading
+
+    from firmware_sim.faults import FaultSpec
+
+    from .pipeline import SerialSimulation
+
+    try:
+        faults = FaultSpec.parse(args.faults)
+        sim = SerialSimulation(args.device, hours=args.hours, seed=args.seed, faults=faults, mains_hz=args.mains)
+    except ValueError as err:
+        raise InputProblem(str(err)) from None
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        port = sim.start()
+        print(f"serving a simulated OpenBCI {args.device} on {port} (115200 baud); Ctrl-C to stop", flush=True)
+        sim.run(stop)
+    finally:
+        sim.stop()
+        signal.signal(signal.SIGINT, previous)
+    packets = sim.packet_faults
+    print(f"stopped: {packets.sent} packets made, {packets.packets_lost} lost to faults, "
+          f"{sim.firmware.packets_dropped} dropped by the radio")
+    if args.truth:
+        with open(args.truth, "w") as fh:
+            json.dump(sim.truth(), fh)
+    return EXIT_OK
+
+
 def _cmd_stage(args) -> int:
     from .pipeline import stage_file
 
@@ -246,4 +294,4 @@ def _cmd_stage(args) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"live": _cmd_live, "simulate": _cmd_simulate, "stage": _cmd_stage}
+_COMMANDS = {"live": _cmd_live, "simulate": _cmd_simulate, "sim-serve": _cmd_sim_serve, "stage": _cmd_stage}

@@ -236,6 +236,87 @@ def _runs(mask: np.ndarray) -> list:
     return [(int(a), int(b - a)) for a, b in zip(starts, ends)]
 
 
+SERIAL_DEVICES = {"cyton": False, "cyton-daisy": True}  # profile -> Daisy fitted
+
+
+class SerialSimulation:
+    """A simulated OpenBCI board served on a pseudo-terminal, with faults, until stopped.
+
+    Parameters
+    ----------
+    device : str
+        ``"cyton"`` or ``"cyton-daisy"``.
+    hours, seed : optional
+        Length and seed of the simulated night.
+    faults : firmware_sim.faults.FaultSpec, optional
+        Packet faults (loss, bursts, corruption, duplication, reordering), radio dropouts
+        (``disconnect_every``/``disconnect_seconds``), clock drift and railed/flat electrodes.
+    realtime : bool, optional
+        Pace packets at the board's rate (True) or as fast as the reader drains them.
+    mains_hz : float, optional
+        Mains frequency picked up by the electrodes.
+    """
+
+    def __init__(self, device: str = "cyton", *, hours: float = 8.0, seed: int | None = 0, faults=None,
+                 realtime: bool = True, mains_hz: float = 50.0):
+        from firmware_sim.faults import FaultSpec, PacketFaults, SignalFaultSource, disconnect_schedule
+        from firmware_sim.headband import SimulatedHeadband
+        from firmware_sim.protocols.cyton import SAMPLE_RATE, CytonFirmware
+        from firmware_sim.serial_pty import PtySerialServer
+
+        if device not in SERIAL_DEVICES:
+            raise ValueError(f"sim-serve serves serial boards: {', '.join(SERIAL_DEVICES)}; not {device!r}")
+        self.faults = faults or FaultSpec()
+        # the board samples at 250 Hz; with the Daisy a 16-channel sample spans two packets
+        self.headband = SimulatedHeadband(device, hours=hours, seed=seed, fs=SAMPLE_RATE, mains_hz=mains_hz)
+        self.source = SignalFaultSource(self.headband, self.faults, seed=seed)
+        self.packet_faults = PacketFaults(self.faults, seed=seed)
+        self.firmware = CytonFirmware(self.source, daisy=SERIAL_DEVICES[device], seed=seed,
+                                      rate_error=self.faults.drift, packet_filter=self.packet_faults)
+        self.server = PtySerialServer(self.firmware, realtime=realtime)
+        self.dropouts = disconnect_schedule(self.faults, hours * 3600, seed=seed)
+        self.port: str | None = None
+
+    def start(self) -> str:
+        """Start serving; returns the pseudo-terminal path a driver opens (115200 baud)."""
+        self.port = self.server.start()
+        return self.port
+
+    def run(self, stop) -> None:
+        """Serve until ``stop`` (a threading.Event) is set or the night has been streamed.
+
+        Radio dropouts from the fault spec are applied on the host clock while streaming.
+        """
+        import time
+
+        t0 = time.monotonic()
+        pending = list(self.dropouts)
+        while not stop.wait(0.1):
+            if self.firmware.source_exhausted or not self.server.serving:
+                return
+            now = time.monotonic() - t0
+            down = bool(pending) and pending[0][0] <= now < pending[0][0] + pending[0][1]
+            self.firmware.reachable = not down
+            if pending and now >= pending[0][0] + pending[0][1]:
+                pending.pop(0)
+
+    def stop(self) -> None:
+        """Stop serving and release the pseudo-terminal."""
+        self.server.stop()
+
+    def truth(self) -> dict:
+        """What was served: stages, events, faults and the packet log, as plain values."""
+        return {
+            "device": self.headband.profile.name, "fs": self.headband.fs,
+            "channels": list(self.headband.channels), "stages": to_labels(self.headband.hypnogram),
+            "events": [{"kind": e.kind, "onset": round(e.onset, 4), "duration": round(e.duration, 4),
+                        "channel": e.channel} for e in self.headband.events],
+            "faults": {"spec": self.faults.to_dict(), "signal": self.source.records,
+                       "packets": self.packet_faults.to_dict(), "dropouts": self.dropouts,
+                       "packets_dropped_by_radio": self.firmware.packets_dropped},
+        }
+
+
 @dataclass(frozen=True)
 class StagedRecording:
     """The result of :func:`stage_file`: stages plus where they came from."""

@@ -298,3 +298,46 @@ def apply_signal_faults(data: np.ndarray, fs: float, labels, spec: FaultSpec, se
             data[row, start:] = 0.05 * rng.standard_normal(data.shape[1] - start)
         records.append({"kind": kind, "onset": start / fs, "duration": (data.shape[1] - start) / fs, "channel": label})
     return records
+
+
+class SignalFaultSource:
+    """Wraps a sample source so that its electrodes rail or go flat as ``spec`` says, while streaming.
+
+    Parameters
+    ----------
+    source : object with ``channels``, ``kinds``, ``fs`` and ``read(n) -> (n_channels, m)``
+        For example a :class:`~firmware_sim.headband.SimulatedHeadband`.
+    spec : FaultSpec
+        Its ``railed``, ``flat`` and ``fault_onset`` fields are used.
+    seed : int or None
+        Seeds the noise on a flat channel.
+
+    Attributes
+    ----------
+    records : list of dict
+        Truth records of the faults that have begun.
+    """
+
+    def __init__(self, source, spec: FaultSpec, seed: int | None = 0):
+        self._source = source
+        self.channels, self.kinds, self.fs = source.channels, source.kinds, source.fs
+        self._spec = spec
+        self._seed = seed
+        self._position = 0
+        self.records: list = []
+        for label in (spec.railed, spec.flat):
+            if label and label not in self.channels:
+                raise ValueError(f"no channel {label!r} to fail; channels: {', '.join(self.channels)}")
+
+    def read(self, n: int) -> np.ndarray:
+        """The next ``n`` samples (fewer at the end), with the faults applied."""
+        data = np.array(self._source.read(n), copy=True)
+        onset = self._spec.fault_onset - self._position / self.fs  # seconds into this chunk
+        if onset * self.fs < data.shape[1]:
+            shifted = FaultSpec(railed=self._spec.railed, flat=self._spec.flat, fault_onset=max(0.0, onset))
+            for record in apply_signal_faults(data, self.fs, self.channels, shifted, self._seed):
+                if not any(r["kind"] == record["kind"] for r in self.records):
+                    record.update(onset=self._position / self.fs + record["onset"], duration=None)
+                    self.records.append(record)
+        self._position += data.shape[1]
+        return data

@@ -199,3 +199,31 @@ def test_simulate_rejects_bad_or_wire_only_faults_in_one_line(tmp_path):
                                    tmp_path / "x.edf"), 2, "sim-serve")
     _assert_one_clear_line(run_cli("simulate", "--hours", "0.1", "--device", "cyton-xl", "--out", tmp_path / "x.edf"),
                            2, "unknown device profile")
+
+
+def test_sim_serve_prints_a_port_that_pyserial_reads_like_the_board(tmp_path):
+    import serial
+
+    truth = tmp_path / "served.json"
+    proc = subprocess.Popen([sys.executable, "-m", "dreamsync", "sim-serve", "--device", "cyton", "--seed", "3",
+                             "--faults", "loss=0.05", "--truth", str(truth)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        line = proc.stdout.readline()
+        port = line.split(" on ")[1].split()[0]
+        with serial.Serial(port, 115200, timeout=2) as link:
+            link.write(b"v")
+            banner = link.read_until(b"$$$")
+            assert banner.startswith(b"OpenBCI V3") and banner.endswith(b"$$$")
+            link.write(b"b")
+            data = link.read(33 * 200)
+            link.write(b"s")
+        starts = [i for i in range(0, 33 * 50) if data[i] == 0xA0 and 0xC0 <= data[i + 32] <= 0xC6]
+        assert starts and all((b - a) % 33 == 0 for a, b in zip(starts, starts[1:]))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    served = json.loads(truth.read_text())
+    assert served["faults"]["packets"]["packets_sent"] >= 200 and served["device"] == "cyton"
+    assert "lost to faults" in out
