@@ -15,6 +15,7 @@ import json
 import re
 import signal
 import sys
+import warnings
 
 from . import __version__
 
@@ -100,7 +101,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     "annotations (stages 'Sleep stage W/N1/N2/N3/R', events, faults, gaps), plus a JSON "
                     "truth file. Lost samples are written as 0 and marked 'Gap: N samples lost'.",
         epilog="examples:\n  dreamsync simulate --hours 8 --seed 7 --out night.edf\n"
-               "  dreamsync simulate --device muse-s --hours 8 --seed 7 --faults loss=0.01 --out night.edf",
+               "  dreamsync simulate --device muse-s --hours 8 --seed 7 --inject auditory,electrical "
+               "--faults loss=0.01 --out night.edf",
     )
     p.add_argument("--hours", type=_positive_hours, default=8.0, help="length of the night (default: 8)")
     p.add_argument("--seed", type=int, default=0, help="seed: the same seed gives the same night (default: 0)")
@@ -109,6 +111,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fs", type=float, default=None, help="sample rate in Hz (default: the profile's)")
     p.add_argument("--faults", default="",
                    help="faults as name=value list, e.g. loss=0.01,burst=0.001,railed='EEG C3',fault_onset=3600")
+    p.add_argument("--inject", default="",
+                   help="dream adjustments to inject: any of auditory,electrical,entrainment,tampering")
     p.add_argument("--out", required=True, help="EDF+ file to write")
     p.add_argument("--truth", default=None, help="ground-truth JSON to write (default: OUT with .truth.json)")
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
@@ -234,10 +238,15 @@ def _cmd_simulate(args) -> int:
         raise InputProblem(f"--fs must be at least 50 Hz, got {args.fs:g}")
     try:
         faults = FaultSpec.parse(args.faults)
-        night = simulate_night(args.out, hours=args.hours, seed=args.seed, profile=args.device, fs=args.fs,
-                               faults=faults, truth_path=args.truth)
+        inject = [name.strip() for name in args.inject.split(",") if name.strip()]
+        with warnings.catch_warnings(record=True) as caught:  # e.g. a night too short for an episode
+            warnings.simplefilter("always")
+            night = simulate_night(args.out, hours=args.hours, seed=args.seed, profile=args.device, fs=args.fs,
+                                   faults=faults, inject=inject, truth_path=args.truth)
     except ValueError as err:  # option values the layers refuse
         raise InputProblem(str(err)) from None
+    for w in caught:
+        print(f"dreamsync: note: {_one_line(w.message)}", file=sys.stderr)
     if not args.quiet:
         lost = f", {night.samples_lost} samples lost (marked as gaps)" if night.samples_lost else ""
         print(f"wrote {night.path}: {night.hours:.2f} h, {len(night.channels)} channels at {night.fs:g} Hz, "

@@ -153,9 +153,60 @@ class SimulatedNight:
     samples_lost: int
 
 
+ADJUSTMENT_KINDS = ("auditory", "electrical", "entrainment", "tampering")
+
+
+def default_adjustments(names, band, seed: int | None = 0) -> list:
+    """The adjustments ``--inject NAME,...`` stands for, with physiological defaults.
+
+    auditory: closed-loop stimulation as in Ngo 2013 (N550 of 45 uV; the -80 uV trough threshold
+    scaled to the montage's amplitude); electrical: slow-oscillatory tACS at 0.75 Hz, five 5-min
+    blocks with 1-min pauses after 4 min of stable N2/N3 (Marshall 2006), 50 uV at the scalp;
+    entrainment: a 40-Hz steady-state response of 2 uV for 10 min in NREM; tampering: one 30-s
+    segment each replayed, spliced from another (simulated) sleeper, and time-warped.
+    """
+    from firmware_sim import adjustments as adj
+    from firmware_sim.headband import SimulatedHeadband
+
+    unknown = sorted(set(names) - set(ADJUSTMENT_KINDS))
+    if unknown:
+        raise ValueError(f"unknown adjustment {', '.join(unknown)}; known: {', '.join(ADJUSTMENT_KINDS)}")
+    eeg_gain = float(np.mean([g for g, k in zip(band.profile.gains, band.kinds) if k == "EEG"] or [1.0]))
+    out = []
+    for name in names:
+        if name == "auditory":
+            out.append(adj.Auditory(mode="closed_loop", montage_gain=0.7 * eeg_gain))
+        elif name == "electrical":
+            out.append(adj.Electrical())
+        elif name == "entrainment":
+            out.append(adj.Entrainment(frequency_hz=40.0, amplitude_uv=2.0, duration_s=600.0, stages=(2, 3)))
+        elif name == "tampering":
+            donor = SimulatedHeadband(band.profile, hours=min(1.0, len(band.hypnogram) / 120), fs=band.fs,
+                                      seed=None if seed is None else seed + 1_000_003).read_all()
+            out += [adj.Tampering(mode="replay"), adj.Tampering(mode="splice", donor=donor, donor_label="another sleeper"),
+                    adj.Tampering(mode="warp")]
+    return out
+
+
+def _adjustment_annotations(truth: list) -> list:
+    """EDF+ annotations of injected adjustments: episodes, and the clicks and blocks inside them."""
+    from ingest.edf import Annotation
+
+    out = []
+    for record in truth:
+        kind, params = record["kind"], record["params"]
+        detail = f" {params['mode']}" if kind == "tampering" else ""
+        out.append(Annotation(record["onset"], record["duration"], f"Adjustment {kind}{detail}"))
+        for click in params.get("clicks", ()):
+            out.append(Annotation(click["time"], 0.05, "Adjustment auditory click"))
+        for on, off in params.get("blocks", ()):
+            out.append(Annotation(on, off - on, "Adjustment electrical block"))
+    return out
+
+
 def simulate_night(out: str, *, hours: float = 8.0, seed: int | None = 0, profile: str = "sim",
                    fs: float | None = None, start: dt.datetime | None = None, faults=None,
-                   truth_path: str | None = None) -> SimulatedNight:
+                   inject=(), truth_path: str | None = None) -> SimulatedNight:
     """Simulate a night and write it as EDF+ plus a JSON ground-truth file.
 
     The EDF+ holds the signals and, as annotations, the true stages (``Sleep stage W/N1/N2/N3/R``),
@@ -177,6 +228,10 @@ def simulate_night(out: str, *, hours: float = 8.0, seed: int | None = 0, profil
         Sample rate in Hz; the profile's by default.
     start : datetime, optional
         Lights-off time written in the header; 23:00 today by default.
+    inject : sequence of str or of firmware_sim.adjustments objects, optional
+        Dream adjustments to inject: names from :data:`ADJUSTMENT_KINDS` (defaults of
+        :func:`default_adjustments`) or configured ``Auditory``/``Electrical``/``Entrainment``/
+        ``Tampering`` objects for control over strength and timing.
     faults : firmware_sim.faults.FaultSpec, optional
         Packet loss (random, bursts) and railed/flat electrodes. Faults that act on the wire
         (corruption, duplication, reordering, disconnects) need a driver in the loop: use a
@@ -199,6 +254,15 @@ def simulate_night(out: str, *, hours: float = 8.0, seed: int | None = 0, profil
     data = band.read_all()
     if start is None:
         start = dt.datetime.combine(dt.date.today(), dt.time(23, 0))
+    adjustment_truth: list = []
+    if inject:
+        from firmware_sim.adjustments import inject as apply_adjustments
+
+        names = [a for a in inject if isinstance(a, str)]
+        chosen = default_adjustments(names, band, seed) + [a for a in inject if not isinstance(a, str)]
+        adjusted, adjustment_truth = apply_adjustments(data, band.fs, band.hypnogram, chosen, seed,
+                                                       labels=band.channels, kinds=band.kinds)
+        data = adjusted.astype(np.float32)
     fault_records = apply_signal_faults(data, band.fs, band.channels, faults, seed=seed)
     loss = PacketFaults(faults, seed=seed)
     lost = lost_samples(loss, data.shape[1], band.profile.samples_per_packet)
@@ -210,6 +274,7 @@ def simulate_night(out: str, *, hours: float = 8.0, seed: int | None = 0, profil
     annotations += [Annotation(e.onset, e.duration, f"Event {e.kind}" + (f" {e.channel}" if e.channel else ""))
                     for e in band.events]
     annotations += [Annotation(r["onset"], r["duration"], f"Fault {r['kind']} {r['channel']}") for r in fault_records]
+    annotations += _adjustment_annotations(adjustment_truth)
     annotations += [gap_annotation(first, n, band.fs) for first, n in gaps]
     write_edf(out, data, band.fs, band.channels, band.kinds, start=start, annotations=annotations)
 
@@ -220,6 +285,7 @@ def simulate_night(out: str, *, hours: float = 8.0, seed: int | None = 0, profil
         "stages": labels,
         "events": [{"kind": e.kind, "onset": round(e.onset, 4), "duration": round(e.duration, 4),
                     "channel": e.channel} for e in band.events],
+        "adjustments": adjustment_truth,
         "faults": {"spec": faults.to_dict(), "signal": fault_records, "packets": loss.to_dict(),
                    "gaps": [{"onset": first / band.fs, "samples": n} for first, n in gaps]},
     }

@@ -1,15 +1,22 @@
-"""The emulated headband: sleep architecture, physiological signal models and (later) wire protocols.
+"""The emulated headband: sleep architecture, physiological signals, wire protocols, faults, adjustments.
 
 Owns
-    - hypnogram generation (``firmware_sim.hypnogram``);
-    - device profiles: montage, channel kinds, sample rate (``firmware_sim.profiles``);
-    - the stage-dependent signal model (``firmware_sim.signals``);
-    - :class:`~firmware_sim.headband.SimulatedHeadband`, a headband that produces samples on request
-      and keeps the ground truth (stages, events) of what it produced.
+    - hypnogram generation fitted to real expert hypnograms (``firmware_sim.hypnogram``; the fit:
+      ``firmware_sim.hypnogram_fit``);
+    - device profiles: montage, kinds, rate, amplitudes, packet size (``firmware_sim.profiles``);
+    - the stage-dependent signal model with artefacts and a ground-truth event log
+      (``firmware_sim.signals``) and :class:`~firmware_sim.headband.SimulatedHeadband`, which
+      produces samples on request;
+    - byte-exact device firmware: OpenBCI Cyton/Daisy (``firmware_sim.protocols.cyton``) served on a
+      pseudo-terminal (``firmware_sim.serial_pty``); OpenBCI Ganglion and Muse
+      (``firmware_sim.protocols.ganglion``, ``.muse``) served through an emulated bleak backend
+      (``firmware_sim.ble``);
+    - faults on demand (``firmware_sim.faults``) and dream adjustments with their ground truth
+      (``firmware_sim.adjustments``): auditory, electrical, entrainment, tampering.
 
 May import
-    numpy, scipy and the standard library. Never ``ingest``, ``dsp`` or ``dreamsync``: the emulator
-    stands in for hardware, so it knows nothing of the drivers that read it or the analysis that
-    judges it. Stages are shared with ``dsp`` by their AASM names ("W", "N1", "N2", "N3", "REM") and
-    their order, not by import.
+    numpy, scipy, the standard library, and bleak (only for the emulated BLE backend it plugs into).
+    Never ``ingest``, ``dsp`` or ``dreamsync``: the emulator stands in for hardware, so it knows
+    nothing of the drivers that read it or the analysis that judges it. Stages are shared with
+    ``dsp`` by their AASM names ("W", "N1", "N2", "N3", "REM") and their order, not by import.
 """

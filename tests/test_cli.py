@@ -227,3 +227,24 @@ def test_sim_serve_prints_a_port_that_pyserial_reads_like_the_board(tmp_path):
     served = json.loads(truth.read_text())
     assert served["faults"]["packets"]["packets_sent"] >= 200 and served["device"] == "cyton"
     assert "lost to faults" in out
+
+
+def test_simulate_injects_adjustments_with_their_truth(tmp_path):
+    from ingest.edf import read_edf
+
+    out = tmp_path / "adj.edf"
+    res = run_cli("simulate", "--hours", "1.5", "--seed", "4", "--inject", "auditory,tampering", "--out", out)
+    assert res.returncode == 0, res.stderr
+    truth = json.loads((tmp_path / "adj.truth.json").read_text())
+    stages = truth["stages"]
+    kinds = [r["kind"] for r in truth["adjustments"]]
+    assert kinds.count("tampering") == 3 and "auditory" in kinds
+    clicks = [c for r in truth["adjustments"] for c in r["params"].get("clicks", ())]
+    assert clicks and all(stages[int(c["time"] // 30)] in ("N2", "N3") for c in clicks)
+    modes = {r["params"]["mode"] for r in truth["adjustments"] if r["kind"] == "tampering"}
+    assert modes == {"replay", "splice", "warp"}
+    texts = [a.text for a in read_edf(out).annotations]
+    assert texts.count("Adjustment auditory click") == len(clicks)
+    assert {"Adjustment tampering replay", "Adjustment tampering splice", "Adjustment tampering warp"} <= set(texts)
+    bad = run_cli("simulate", "--hours", "0.1", "--inject", "hypnosis", "--out", tmp_path / "x.edf")
+    _assert_one_clear_line(bad, 2, "unknown adjustment hypnosis")
