@@ -15,7 +15,8 @@ Owns
       (``firmware_sim.adjustments``): auditory, electrical, entrainment, tampering.
 
 May import
-    numpy, scipy, the standard library, and bleak (only for the emulated BLE backend it plugs into).
+    numpy, scipy, the standard library, bleak (only for the emulated BLE backend it plugs into) and
+    edfio (lazily, only in the offline fitting script ``hypnogram_fit``).
     Never ``ingest``, ``dsp`` or ``dreamsync``: the emulator stands in for hardware, so it knows
     nothing of the drivers that read it or the analysis that judges it. Stages are shared with
     ``dsp`` by their AASM names ("W", "N1", "N2", "N3", "REM") and their order, not by import.
