@@ -28,6 +28,8 @@ from typing import Callable
 
 import numpy as np
 
+from .source import SampleSource
+
 START_BYTE = 0xA0
 PACKET_LENGTH = 33
 #: Sample rate of the ADS1299 and of the packets over the dongle, Hz (the only rate the radio carries).
@@ -291,46 +293,6 @@ _ADS_REGISTERS = ("ADS_ID", "CONFIG1", "CONFIG2", "CONFIG3", "LOFF") + tuple(f"C
     "MISC1", "MISC2", "CONFIG4")
 
 
-class _Source:
-    """Uniform ``read(n) -> (n_rows, m)`` over a reader object, a callable or a finite array."""
-
-    def __init__(self, source, kinds):
-        self._array = None
-        if hasattr(source, "read"):
-            self._read = source.read
-        elif callable(source):
-            self._read = source
-        else:
-            self._array = np.asarray(source, dtype=np.float64)
-            if self._array.ndim != 2:
-                raise ValueError(f"an array source must be 2-D (rows, samples), got shape {self._array.shape}")
-            self._position = 0
-            self._read = self._read_array
-        fs = getattr(source, "fs", None)
-        if fs is not None and abs(float(fs) - SAMPLE_RATE) > 1e-9:
-            raise ValueError(f"the Cyton samples at {SAMPLE_RATE:g} Hz; build the source at that rate, not {fs:g} Hz")
-        if kinds is None:
-            kinds = getattr(source, "kinds", None)
-        if kinds is None:
-            kinds = ("EEG",) * self.read(0).shape[0]
-        self.kinds = tuple(kinds)
-        self.exg_rows = np.array([i for i, k in enumerate(self.kinds) if k != "ACC"], dtype=np.intp)
-        self.acc_rows = np.array([i for i, k in enumerate(self.kinds) if k == "ACC"], dtype=np.intp)
-        if len(self.acc_rows) > 3:
-            raise ValueError(f"at most 3 ACC rows (x, y, z), got {len(self.acc_rows)}")
-
-    def _read_array(self, n: int) -> np.ndarray:
-        out = self._array[:, self._position : self._position + n]
-        self._position += out.shape[1]
-        return out
-
-    def read(self, n: int) -> np.ndarray:
-        data = np.asarray(self._read(n), dtype=np.float64)
-        if data.ndim != 2 or data.shape[1] > n:
-            raise ValueError(f"source.read({n}) must return (n_rows, m <= {n}), got shape {data.shape}")
-        return data
-
-
 class CytonFirmware:
     """The Cyton board (with an optional Daisy) and its USB dongle, byte for byte, without I/O.
 
@@ -400,7 +362,7 @@ class CytonFirmware:
 
     def __init__(self, source, *, daisy: bool = False, seed: int | None = 0, kinds=None,
                  rate_error: float = 0.0, packet_filter: Callable[[list], list] | None = None):
-        self._source = _Source(source, kinds)
+        self._source = SampleSource(source, SAMPLE_RATE, "Cyton", kinds)
         self.daisy_fitted = bool(daisy)
         n_exg = len(self._source.exg_rows)
         if n_exg > (16 if daisy else 8):
