@@ -345,7 +345,6 @@ class GanglionFirmware:
         self.stream_origin = 0
         self.link_lost = None
         self.connected = False
-        self._idle_due = 0.0
         self._carry = np.zeros((N_CHANNELS + 3, 0))
         self.streaming = False
         self._reset()
@@ -520,11 +519,7 @@ class GanglionFirmware:
         end = self.clock + seconds
         data = self._stream_until(end) if self.streaming else []
         if not self.streaming and self.free_running_source:
-            self._idle_due += seconds * self.fs
-            skip = int(self._idle_due)
-            self._idle_due -= skip
-            if skip:
-                self._source.read(skip)
+            self._source.skip(seconds, self.fs)
         if self._z_testing:
             while self._z_next <= end:
                 ch = self._z_channel

@@ -363,7 +363,6 @@ class MuseFirmware:
         self.stream_origin = 0
         self.link_lost = None
         self.connected = False
-        self._idle_due = 0.0
         self._carry = (np.zeros((len(EEG_UUIDS), 0)), np.zeros((3, 0)))
         self.streaming = False
         self._power_on()
@@ -490,11 +489,7 @@ class MuseFirmware:
             if stop < end:
                 self._stop_stream()  # no keep-alive: the headset goes idle
         if not self.streaming and self.free_running_source:
-            self._idle_due += seconds * EEG_RATE
-            skip = int(self._idle_due)
-            self._idle_due -= skip
-            if skip:
-                self._source.read(skip)
+            self._source.skip(seconds, EEG_RATE)
         if self.connected and self.battery_drain_per_hour > 0:
             self.battery_percent = max(0.0, self.battery_percent - self.battery_drain_per_hour * seconds / 3600)
             if self.battery_percent == 0.0:

@@ -42,6 +42,7 @@ class SampleSource:
                 raise ValueError(f"an array source must be 2-D (rows, samples), got shape {self._array.shape}")
             self._read = self._read_array
         self.position = 0
+        self._idle_due = 0.0  # fractional samples owed by skip()
         source_fs = getattr(source, "fs", None)
         if source_fs is not None and abs(float(source_fs) - fs) > 1e-9:
             raise ValueError(f"the {board} samples at {fs:g} Hz; build the source at that rate, not {float(source_fs):g} Hz")
@@ -65,3 +66,11 @@ class SampleSource:
             raise ValueError(f"source.read({n}) must return (n_rows, m <= {n}), got shape {data.shape}")
         self.position += data.shape[1]
         return data
+
+    def skip(self, seconds: float, fs: float) -> None:
+        """Let a free-running source run on unread for ``seconds`` at ``fs`` Hz (the board is idle)."""
+        self._idle_due += seconds * fs
+        n = int(self._idle_due)
+        self._idle_due -= n
+        if n:
+            self.read(n)
