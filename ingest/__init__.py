@@ -3,8 +3,11 @@
 Owns
     - :class:`~ingest.stream.SampleBlock`, the one type every source emits (``ingest.stream``);
     - :class:`~ingest.device.Device`, the interface every source implements (``ingest.device``);
-    - the drivers (the simulator driver now; serial and BLE boards later), host-time
-      regression (``ingest.clock``), channel-label rules (``ingest.channels``) and EDF I/O (``ingest.edf``).
+    - hardware boards: the shared machinery (``ingest.board``: capture, decoding, gaps, reconnects
+      with back-off), one module per board in ``ingest.boards``, pure decoders (``ingest.decoder``),
+      run numbering and time stamps (``ingest.assembly``, ``ingest.clock``);
+    - the simulator driver (``ingest.sim``), raw captures (``ingest.capture``), channel-label rules
+      (``ingest.channels``), EDF/BDF I/O (``ingest.edf``) and the DREAMS text formats (``ingest.dreams``).
 
 May import
     numpy, scipy, pyserial, bleak, edfio and the standard library. Never ``dsp``, ``firmware_sim`` or
