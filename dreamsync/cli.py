@@ -96,6 +96,43 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print only the summary")
 
     p = sub.add_parser(
+        "record", formatter_class=fmt, help="record a headband to EDF+ (and its raw capture)",
+        description="Record a headband until --duration or Ctrl-C. The raw bytes go to a capture file "
+                    "beside the EDF+ as they arrive (flushed every second), and the EDF+ is written when "
+                    "the recording stops; lost samples are marked as gaps, never filled. If the process "
+                    "is killed, 'dreamsync convert CAPTURE --out night.edf' recovers all but the last second.",
+        epilog="examples:\n"
+               "  dreamsync record --device cyton --port /dev/ttyUSB0 --duration 8h --out night.edf\n"
+               "  dreamsync record --device sim --duration 10m --out test.edf",
+    )
+    p.add_argument("--device", default="sim", choices=["sim"], help="which headband (default: sim)")
+    p.add_argument("--duration", type=parse_duration, default=None, help="stop after this much signal (e.g. 8h)")
+    p.add_argument("--out", required=True, help="EDF+ file to write (the capture goes beside it as .dsraw)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the simulated night (sim only)")
+    p.add_argument("--quiet", action="store_true", help="print only the final line")
+
+    p = sub.add_parser(
+        "replay", formatter_class=fmt, help="stage a recording as if it were live",
+        description="Replay an EDF/EDF+/BDF file or a raw capture (through the same decoder as live) and "
+                    "stage it epoch by epoch, like 'live'.",
+        epilog="examples:\n  dreamsync replay night.dsraw --speed max\n  dreamsync replay night.edf --speed 60",
+    )
+    p.add_argument("input", help="EDF/EDF+/BDF file or raw capture (.dsraw)")
+    p.add_argument("--speed", type=parse_speed, default=0.0, help="pace relative to real time, or 'max' (default)")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    p = sub.add_parser(
+        "convert", formatter_class=fmt, help="turn a raw capture (or EDF/BDF) into EDF+",
+        description="Decode a raw capture again and write it as EDF+ with gaps marked; a capture cut short "
+                    "by a crash is converted up to its last complete record. EDF and BDF files are "
+                    "rewritten as EDF+.",
+        epilog="example:\n  dreamsync convert night.dsraw --out night.edf",
+    )
+    p.add_argument("input", help="raw capture (.dsraw), EDF or BDF file")
+    p.add_argument("--out", required=True, help="EDF+ file to write")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success")
+
+    p = sub.add_parser(
         "simulate", formatter_class=fmt, help="write a simulated night to EDF+",
         description="Simulate a night of sleep on a headband and write it as EDF+ with the truth as "
                     "annotations (stages 'Sleep stage W/N1/N2/N3/R', events, faults, gaps), plus a JSON "
@@ -226,6 +263,59 @@ def _print_summary(summary) -> None:
             print(f"  {name:<3} {mins:7.1f} min  {share:5.1f} %")
 
 
+def _cmd_record(args) -> int:
+    from .pipeline import open_device, record
+
+    device = open_device(args.device, speed=1.0, seed=args.seed)
+    stop = lambda *_: device.stop()  # noqa: E731 - Ctrl-C ends the recording, which is then written
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        summary = record(device, args.out, duration=args.duration)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    _print_recording(summary, "recorded", args.quiet)
+    return EXIT_OK
+
+
+def _print_recording(summary, verb: str, quiet: bool) -> None:
+    if summary.path is None:
+        raise InputProblem("nothing was recorded: the source delivered no samples")
+    if not quiet:
+        capture = f" (raw capture: {summary.capture})" if summary.capture else ""
+        print(f"{verb} {summary.path}: {summary.seconds:.1f} s of {len(summary.channels)} channels at "
+              f"{summary.fs:g} Hz, {summary.samples_lost} samples lost (marked as gaps){capture}")
+    if summary.truncated_capture:
+        print("dreamsync: note: the capture ended mid-record (the recording was cut short); "
+              "everything before that was converted", file=sys.stderr)
+
+
+def _cmd_replay(args) -> int:
+    from ingest.replay import open_recording
+
+    from .pipeline import LiveSession
+
+    def show(epoch):
+        if not args.quiet:
+            print(f"{epoch.start:%H:%M:%S}  {epoch.stage:<3}  {epoch.confidence:.2f}", flush=True)
+
+    with open_recording(args.input, speed=args.speed) as device:
+        session = LiveSession(device, on_epoch=show)
+        previous = signal.signal(signal.SIGINT, lambda *_: session.stop())
+        try:
+            summary = session.run()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    _print_summary(summary)
+    return EXIT_OK
+
+
+def _cmd_convert(args) -> int:
+    from .pipeline import convert
+
+    _print_recording(convert(args.input, args.out), "wrote", args.quiet)
+    return EXIT_OK
+
+
 def _cmd_simulate(args) -> int:
     from firmware_sim.faults import FaultSpec
     from firmware_sim.profiles import PROFILES
@@ -303,4 +393,5 @@ def _cmd_stage(args) -> int:
     return EXIT_OK
 
 
-_COMMANDS = {"live": _cmd_live, "simulate": _cmd_simulate, "sim-serve": _cmd_sim_serve, "stage": _cmd_stage}
+_COMMANDS = {"live": _cmd_live, "record": _cmd_record, "replay": _cmd_replay, "convert": _cmd_convert,
+             "simulate": _cmd_simulate, "sim-serve": _cmd_sim_serve, "stage": _cmd_stage}

@@ -52,6 +52,77 @@ def open_device(name: str, *, speed: float = 1.0, hours: float = 8.0, seed: int 
     return SimulatedDevice(source, speed=speed, block_seconds=block_seconds, device_id=f"sim:{seed}")
 
 
+@dataclass
+class RecordingSummary:
+    """What :func:`record` wrote."""
+
+    path: str | None
+    capture: str | None
+    samples: int = 0
+    samples_lost: int = 0
+    fs: float = 0.0
+    channels: tuple = ()
+    truncated_capture: bool = False
+
+    @property
+    def seconds(self) -> float:
+        """Length of the recording in seconds, lost samples included."""
+        return self.samples / self.fs if self.fs else 0.0
+
+
+def record(device, out: str, *, duration: float | None = None, capture: str | None = None,
+           on_block: Callable | None = None) -> RecordingSummary:
+    """Record a device (opened or not) to EDF+ until it ends, ``duration`` s or ``device.stop()``.
+
+    Lost samples are marked as gaps (``Gap: N samples lost``), never filled. A board that writes a
+    raw capture keeps writing it as bytes arrive; the EDF+ is written when recording stops, also
+    after Ctrl-C or an error, from everything received until then.
+    """
+    from ingest.recorder import EdfRecorder
+
+    summary = RecordingSummary(path=None, capture=capture)
+    recorder = None
+    with device:
+        device.start()
+        limit = None if duration is None else int(round(duration * device.fs))
+        recorder = EdfRecorder(out, device.channels, device.kinds, device.fs)
+        summary.fs, summary.channels = device.fs, tuple(device.channels)
+        try:
+            for block in device.blocks():
+                if limit is not None and block.first_index >= limit:
+                    break
+                if limit is not None and block.end_index > limit:
+                    block = _cut(block, limit - block.first_index)
+                recorder.add(block)
+                if on_block is not None:
+                    on_block(block)
+                if limit is not None and block.end_index >= limit:
+                    break
+        finally:
+            device.stop()
+            summary.samples, summary.samples_lost = recorder.samples, recorder.samples_lost
+            summary.path = recorder.close()
+            summary.truncated_capture = bool(getattr(device, "truncated", False))
+    return summary
+
+
+def _cut(block, n: int):
+    from ingest.stream import SampleBlock
+
+    return SampleBlock(block.device_id, block.channels, block.kinds, block.fs, block.first_index,
+                       block.data[:, :n], block.host_time, block.lost_before)
+
+
+def convert(source: str, out: str) -> RecordingSummary:
+    """Rewrite a raw capture (decoded again) or an EDF/EDF+/BDF file as EDF+, gaps marked.
+
+    A capture cut short by a crash is converted up to its last complete record.
+    """
+    from ingest.replay import open_recording
+
+    return record(open_recording(source, speed=0.0), out)
+
+
 @dataclass(frozen=True)
 class LiveEpoch:
     """One staged epoch of a live stream: number, clock time of its start, stage name, confidence."""

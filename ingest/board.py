@@ -18,7 +18,7 @@ import collections
 import time
 
 from .assembly import RunAssembler
-from .capture import FROM_HOST, CaptureWriter
+from .capture import FROM_HOST, RESTART, CaptureWriter
 from .decoder import Decoder
 from .device import Device
 from .errors import DeviceError
@@ -119,6 +119,11 @@ class Board(Device):
 
     def _start(self) -> None:
         self._begin_stream()
+        self._restart_decoder()
+
+    def _restart_decoder(self) -> None:
+        if self.capture is not None:
+            self.capture.write(b"", RESTART)
         self.decoder.restart()
 
     def _read_block(self) -> SampleBlock | None:
@@ -158,7 +163,7 @@ class Board(Device):
                 if self.max_outage is not None and time.monotonic() - began > self.max_outage:
                     raise DeviceError(f"{self.device_id}: no device for {self.max_outage:g} s; giving up") from None
                 continue
-            self.decoder.restart()
+            self._restart_decoder()
             self.reconnects += 1
             return
 

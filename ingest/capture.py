@@ -11,8 +11,8 @@ File layout::
     records, each: host_time f64 | source u16 | length u32 (little-endian) | payload bytes
 
 ``source`` says where the bytes came from: :data:`FROM_HOST` for commands written to the device,
-otherwise a device-side stream (0 for a serial port; for BLE, the index of the characteristic in
-the header's ``"sources"`` list).
+:data:`RESTART` for the mark of a new stream (empty payload), otherwise a device-side stream (0 for a
+serial port; for BLE, the index of the characteristic in the header's ``"sources"`` list).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from .errors import RecordingError
 
 MAGIC = b"DREAMSYNC-CAPTURE 1\n"
 FROM_HOST = 0xFFFF
+#: A record of this source marks a new stream (after start or a reconnect): the decoder restarts.
+RESTART = 0xFFFE
 _RECORD = struct.Struct("<dHI")
 FLUSH_SECONDS = 1.0
 

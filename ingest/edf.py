@@ -169,10 +169,22 @@ def write_edf(path, data, fs: float, labels, kinds, *, start: dt.datetime | None
         Start of the recording; the EDF+ anonymised date when omitted.
     annotations : iterable of Annotation or (onset, duration, text)
         Onset and duration in seconds from the start (duration 0 = instantaneous).
+
+    Notes
+    -----
+    EDF stores whole data records: the record is the longest of 0.1 to 1 s that divides the length;
+    when none does, the last record is padded with 0 under a gap annotation (read back as missing).
     """
     import edfio
 
     data = np.asarray(data, dtype=np.float64)
+    annotations = list(annotations)
+    record = _record_samples(data.shape[1], fs)
+    if record is None:  # no whole record length fits: pad the last record, marked as missing
+        record = max(1, int(round(fs)))
+        pad = -data.shape[1] % record
+        annotations.append(gap_annotation(data.shape[1], pad, fs))
+        data = np.hstack([data, np.zeros((data.shape[0], pad))])
     signals = []
     for row, label, kind in zip(data, labels, kinds):
         lo, hi = (float(row.min()), float(row.max())) if row.size else (0.0, 0.0)
@@ -189,4 +201,14 @@ def write_edf(path, data, fs: float, labels, kinds, *, start: dt.datetime | None
     kwargs = {}
     if start is not None:
         kwargs = {"recording": edfio.Recording(startdate=start.date()), "starttime": start.time().replace(microsecond=0)}
-    edfio.Edf(signals, annotations=anns, **kwargs).write(os.fspath(path))
+    edfio.Edf(signals, annotations=anns, data_record_duration=record / fs, **kwargs).write(os.fspath(path))
+
+
+def _record_samples(n: int, fs: float) -> int | None:
+    """Samples per EDF data record: the longest record of 0.1 to 1 s that divides ``n`` exactly and
+    whose duration fits the header's 8-character field."""
+    longest = max(1, int(round(fs)))
+    for r in range(longest, max(1, int(np.ceil(0.1 * fs))) - 1, -1):
+        if n % r == 0 and len(repr(r / fs)) <= 8 and float(repr(r / fs)) * fs == r:
+            return r
+    return None

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ingest.board import Board, LinkLost
-from ingest.capture import FROM_HOST, CaptureReader
+from ingest.capture import FROM_HOST, RESTART, CaptureReader
 from ingest.decoder import DecodedRun, Decoder
 from ingest.errors import DeviceError, RecordingError
 
@@ -154,7 +154,8 @@ def test_capture_holds_every_chunk_and_command(tmp_path):
         assert reader.header["board"] == "scripted" and reader.header["fs"] == FS
         records = list(reader)
     assert [r.payload for r in records if r.source == FROM_HOST] == [b"b", b"s"]
-    data = [r for r in records if r.source != FROM_HOST]
+    assert [r.source for r in records[:2]] == [FROM_HOST, RESTART]
+    data = [r for r in records if r.source not in (FROM_HOST, RESTART)]
     assert [r.payload for r in data] == [p for _, p in script] and [r.host_time for r in data] == [t for t, _ in script]
 
 
@@ -165,7 +166,32 @@ def test_a_capture_cut_mid_record_reads_up_to_the_cut(tmp_path):
     (tmp_path / "cut.dsraw").write_bytes(raw[:-3])
     with CaptureReader(tmp_path / "cut.dsraw") as reader:
         records = list(reader)
-        assert reader.truncated and len(records) == 30 + 2 - 1
+        assert reader.truncated and len(records) == 30 + 3 - 1  # 30 chunks, b, restart mark, s; cut in s
     (tmp_path / "bad.dsraw").write_bytes(b"EDF or something else")
     with pytest.raises(RecordingError, match="not a dreamsync raw capture"):
         CaptureReader(tmp_path / "bad.dsraw")
+
+
+def decoder_from_header(header):
+    """How ingest.boards rebuilds this test board's decoder from a capture."""
+    return CounterDecoder()
+
+
+def test_a_capture_replays_to_exactly_the_live_blocks(tmp_path, monkeypatch, ):
+    import ingest.board as board_module
+    from ingest import boards
+    from ingest.replay import open_recording
+
+    monkeypatch.setattr(board_module, "RECONNECT_DELAYS", (0.0,))
+    monkeypatch.setitem(boards.BOARD_MODULES, "scripted", __name__)
+    script = packets(0, 40, 0.0)
+    del script[10:13]
+    script += ["drop"] + packets(0, 40, 3.0)
+    live_board = ScriptedBoard(script, capture=tmp_path / "n.dsraw")
+    live = run(live_board)
+    with open_recording(tmp_path / "n.dsraw") as replay:
+        replay.start()
+        again = list(replay.blocks())
+    assert [(b.first_index, b.lost_before) for b in again] == [(b.first_index, b.lost_before) for b in live]
+    assert all(np.array_equal(a.data, b.data) for a, b in zip(again, live))
+    assert replay.samples_lost == live_board.samples_lost > 6

@@ -248,3 +248,41 @@ def test_simulate_injects_adjustments_with_their_truth(tmp_path):
     assert {"Adjustment tampering replay", "Adjustment tampering splice", "Adjustment tampering warp"} <= set(texts)
     bad = run_cli("simulate", "--hours", "0.1", "--inject", "hypnosis", "--out", tmp_path / "x.edf")
     _assert_one_clear_line(bad, 2, "unknown adjustment hypnosis")
+
+
+def test_record_replay_convert_round_trip(tmp_path):
+    from ingest.edf import read_edf
+
+    out = tmp_path / "rec.edf"
+    res = run_cli("record", "--device", "sim", "--duration", "2s", "--seed", "1", "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert "2.0 s of 4 channels at 256 Hz" in res.stdout and not (tmp_path / "rec.edf.spool").exists()
+    rec = read_edf(out)
+    assert rec.signals[0].n_samples >= 512 and rec.labels[0] == "EEG C4-M1"
+    converted = tmp_path / "again.edf"
+    res = run_cli("convert", out, "--out", converted)
+    assert res.returncode == 0, res.stderr
+    np.testing.assert_allclose(read_edf(converted).read(0)[:512], rec.read(0)[:512], atol=0.05)
+    _assert_one_clear_line(run_cli("replay", tmp_path / "missing.dsraw"), 2, "no such file")
+
+
+def test_ctrl_c_ends_a_recording_and_keeps_what_was_recorded(tmp_path):
+    from ingest.edf import read_edf
+
+    out = tmp_path / "cut.edf"
+    proc = subprocess.Popen([sys.executable, "-m", "dreamsync", "record", "--device", "sim", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    assert read_edf(out).duration >= 1.0 and "recorded" in stdout
+
+
+def test_replay_stages_a_recording_like_live(simulated):
+    res = run_cli("replay", simulated[0], "--speed", "max")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    epochs = [ln for ln in lines if ln[:2].isdigit()]
+    assert len(epochs) == 60 and epochs[0].startswith("23:00:00")  # the recording's own clock
+    assert any(ln.startswith("summary: 60 epochs") for ln in lines)

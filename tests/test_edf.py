@@ -111,3 +111,12 @@ def test_annotated_gaps_read_back_as_missing_samples(tmp_path):
     x = rec.read(0)
     assert np.isnan(x[300:325]).all() and np.isfinite(x[:300]).all() and np.isfinite(x[325:]).all()
     assert np.isfinite(rec.read(0, mark_gaps=False)).all()
+
+
+@pytest.mark.parametrize("n", [988, 997, 25_600, 1])
+def test_any_length_is_written_and_read_back(tmp_path, n):
+    x = np.random.default_rng(n).normal(0, 10, (1, n))
+    write_edf(tmp_path / "n.edf", x, 256.0, ["EEG C3"], ["EEG"])
+    y = read_edf(tmp_path / "n.edf").read(0)
+    assert np.allclose(y[:n], x[0], atol=np.ptp(x) / 60000 + 1e-6)
+    assert np.isnan(y[n:]).all()  # padding of the last record, if any, reads as missing
