@@ -61,6 +61,25 @@ def _positive_hours(text: str) -> float:
     return value
 
 
+DEVICE_CHOICES = ("auto", "sim", "cyton", "cyton-daisy", "ganglion", "muse-2", "muse-s")
+
+
+def _device_options(p, default: str) -> None:
+    p.add_argument("--device", default=default, choices=DEVICE_CHOICES,
+                   help="auto: the first headband found, else the emulated Cyton; sim: the simulated "
+                        f"headband at any speed; or a board (default: {default})")
+    p.add_argument("--port", default=None, help="serial port of a Cyton (default: found from the dongle's USB ids)")
+    p.add_argument("--address", default=None, help="Bluetooth address or name of a Ganglion or Muse")
+
+
+def _open_device(args, capture=None):
+    from .pipeline import open_device
+
+    return open_device(args.device, speed=getattr(args, "speed", 1.0), hours=getattr(args, "hours", 8.0),
+                       seed=args.seed, port=args.port, address=args.address, capture=capture,
+                       notice=lambda line: print(f"dreamsync: {line}", file=sys.stderr, flush=True))
+
+
 def _build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -86,7 +105,7 @@ def _build_parser() -> argparse.ArgumentParser:
                "  dreamsync live --device sim --speed 60            # a simulated night, 60x real time\n"
                "  dreamsync live --device sim --speed max --duration 8h",
     )
-    p.add_argument("--device", default="sim", choices=["sim"], help="which headband (default: sim)")
+    _device_options(p, default="auto")
     p.add_argument("--speed", type=parse_speed, default=1.0,
                    help="simulator pace relative to real time, or 'max' (default: 1)")
     p.add_argument("--duration", type=parse_duration, default=None,
@@ -105,9 +124,10 @@ def _build_parser() -> argparse.ArgumentParser:
                "  dreamsync record --device cyton --port /dev/ttyUSB0 --duration 8h --out night.edf\n"
                "  dreamsync record --device sim --duration 10m --out test.edf",
     )
-    p.add_argument("--device", default="sim", choices=["sim"], help="which headband (default: sim)")
+    _device_options(p, default="auto")
     p.add_argument("--duration", type=parse_duration, default=None, help="stop after this much signal (e.g. 8h)")
     p.add_argument("--out", required=True, help="EDF+ file to write (the capture goes beside it as .dsraw)")
+    p.add_argument("--no-capture", action="store_true", help="do not keep the raw capture")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated night (sim only)")
     p.add_argument("--quiet", action="store_true", help="print only the final line")
 
@@ -233,13 +253,13 @@ def _one_line(err: Exception) -> str:
 
 
 def _cmd_live(args) -> int:
-    from .pipeline import LiveSession, open_device
+    from .pipeline import LiveSession
 
     def show(epoch):
         if not args.quiet:
             print(f"{epoch.start:%H:%M:%S}  {epoch.stage:<3}  {epoch.confidence:.2f}", flush=True)
 
-    device = open_device(args.device, speed=args.speed, hours=args.hours, seed=args.seed)
+    device = _open_device(args)
     with device:
         session = LiveSession(device, on_epoch=show, duration=args.duration)
         previous = signal.signal(signal.SIGINT, lambda *_: session.stop())
@@ -264,13 +284,18 @@ def _print_summary(summary) -> None:
 
 
 def _cmd_record(args) -> int:
-    from .pipeline import open_device, record
+    import pathlib
 
-    device = open_device(args.device, speed=1.0, seed=args.seed)
+    from .pipeline import record
+
+    capture = None
+    if args.device != "sim" and not args.no_capture:  # the signal-level simulator has no bytes to keep
+        capture = str(pathlib.Path(args.out).with_suffix(".dsraw"))
+    device = _open_device(args, capture=capture)
     stop = lambda *_: device.stop()  # noqa: E731 - Ctrl-C ends the recording, which is then written
     previous = signal.signal(signal.SIGINT, stop)
     try:
-        summary = record(device, args.out, duration=args.duration)
+        summary = record(device, args.out, duration=args.duration, capture=capture)
     finally:
         signal.signal(signal.SIGINT, previous)
     _print_recording(summary, "recorded", args.quiet)

@@ -18,38 +18,93 @@ from ingest.errors import RecordingError
 # EDF+ annotation text for each stage (the Sleep-EDF convention, with AASM stage names).
 STAGE_ANNOTATION = {"W": "Sleep stage W", "N1": "Sleep stage N1", "N2": "Sleep stage N2",
                     "N3": "Sleep stage N3", "REM": "Sleep stage R"}
-DEVICES = ("sim",)
+DEVICES = ("auto", "sim", "cyton", "cyton-daisy", "ganglion", "muse-2", "muse-s")
 
 
 def open_device(name: str, *, speed: float = 1.0, hours: float = 8.0, seed: int | None = 0,
-                block_seconds: float | None = None):
+                block_seconds: float | None = None, port: str | None = None, address: str | None = None,
+                capture: str | None = None, notice: Callable[[str], None] | None = None):
     """Make the device called ``name`` (not yet opened).
 
     Parameters
     ----------
     name : str
-        ``"sim"``: the simulated headband of ``firmware_sim``.
+        ``"sim"``: the simulated headband of ``firmware_sim`` at signal level (any speed);
+        ``"cyton"``, ``"cyton-daisy"`` (serial), ``"ganglion"``, ``"muse-2"``, ``"muse-s"`` (BLE): a real
+        headband; ``"auto"``: the first real headband found (serial dongles, then BLE), else the
+        emulated Cyton served on a pseudo-terminal and read by the real Cyton driver.
     speed : float, optional
-        Pace relative to real time (simulator only); 0 = as fast as possible.
+        Pace relative to real time for the simulator; 0 = as fast as possible.
     hours, seed : optional
-        Length and seed of the simulated night.
+        Length and seed of a simulated night.
     block_seconds : float, optional
-        Seconds of signal per block; by default 0.1 s at real-time pace and larger when faster,
-        so fast replays are not dominated by per-block overhead.
+        Seconds of signal per block of the signal-level simulator (default: 0.1 at real-time pace,
+        2 when faster).
+    port : str, optional
+        Serial port of a Cyton (found from the dongle's USB ids when omitted).
+    address : str, optional
+        Bluetooth address or advertised name of a BLE headband (the first found when omitted).
+    capture : str, optional
+        Raw capture file a hardware board writes while open.
+    notice : callable, optional
+        Receives one line when ``auto`` falls back to the emulator.
 
     Returns
     -------
     ingest.device.Device
     """
-    from firmware_sim.headband import SimulatedHeadband
-    from ingest.sim import SimulatedDevice
-
-    if name != "sim":
+    if name not in DEVICES:
         raise ValueError(f"unknown device {name!r}; available: {', '.join(DEVICES)}")
-    if block_seconds is None:
-        block_seconds = 0.1 if 0 < speed <= 10 else 2.0
-    source = SimulatedHeadband("sim", hours=hours, seed=seed)
-    return SimulatedDevice(source, speed=speed, block_seconds=block_seconds, device_id=f"sim:{seed}")
+    if name == "sim":
+        from firmware_sim.headband import SimulatedHeadband
+        from ingest.sim import SimulatedDevice
+
+        if block_seconds is None:
+            block_seconds = 0.1 if 0 < speed <= 10 else 2.0
+        source = SimulatedHeadband("sim", hours=hours, seed=seed)
+        return SimulatedDevice(source, speed=speed, block_seconds=block_seconds, device_id=f"sim:{seed}")
+    if name in ("cyton", "cyton-daisy"):
+        from ingest.boards.cyton import CytonBoard
+
+        return CytonBoard(port, daisy=(name == "cyton-daisy"), capture=capture)
+    if name == "ganglion":
+        from ingest.boards.ganglion import GanglionBoard
+
+        return GanglionBoard(**_ble_target(address), capture=capture)
+    if name in ("muse-2", "muse-s"):
+        from ingest.boards.muse import MuseBoard
+
+        return MuseBoard(**_ble_target(address), capture=capture)
+    return _auto_device(speed=speed, hours=hours, seed=seed, capture=capture, notice=notice)
+
+
+def _ble_target(address: str | None) -> dict:
+    """An address ("00:55:DA:B0:13:24") or an advertised name ("Muse-1324")."""
+    if address and address.count(":") == 5:
+        return {"address": address}
+    return {"name": address} if address else {}
+
+
+def _auto_device(*, speed, hours, seed, capture, notice):
+    """The first real headband found, else the emulated Cyton on a pseudo-terminal."""
+    from ingest.boards.cyton import CytonBoard, find_ports
+
+    ports = find_ports()
+    if ports:
+        return CytonBoard(ports[0], capture=capture)
+    sim = SerialSimulation("cyton", hours=hours, seed=seed, realtime=speed == 1.0)
+    port = sim.start()
+    if notice:
+        notice(f"no headband found (no OpenBCI dongle on a serial port); using the emulated Cyton on {port}")
+
+    class EmulatedCyton(CytonBoard):
+        """The real Cyton driver reading the emulated board; the emulator stops when the board closes."""
+
+        def _close(self) -> None:
+            super()._close()
+            sim.stop()
+
+    return EmulatedCyton(port, capture=capture)
 
 
 @dataclass

@@ -82,6 +82,8 @@ class SampleClock:
             if low.sum() < 2 or np.ptp(x[low]) == 0:
                 break
             slope, intercept = np.polyfit(x[low], y[low], 1)
+        if not slope > 0:  # runs that arrived together carry one host time: no rate to learn yet
+            return
         self._slope, self._intercept = float(slope), float(intercept)
 
     @property

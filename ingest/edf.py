@@ -23,6 +23,9 @@ from .stream import CHANNEL_UNITS
 #: :meth:`EdfRecording.read` turns them back into NaN (missing), never into data.
 GAP_TEXT = "Gap: {n} samples lost"
 _GAP = re.compile(r"^Gap: (\d+) samples lost$")
+#: Samples one channel lacks (e.g. an accelerometer before its first reading): stored as 0, read as NaN.
+MISSING_TEXT = "Missing: {label}"
+_MISSING = re.compile(r"^Missing: (.+)$")
 
 # Factor from a file's physical dimension to ours (uV for electrodes, g for accelerometers).
 _TO_UV = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
@@ -92,11 +95,13 @@ class EdfRecording:
         ``mark_gaps`` (the default), samples inside annotated gaps are NaN.
         """
         info = self.signals[index]
-        data = np.asarray(self._edf.signals[index].data, dtype=np.float64)
+        data = np.array(self._edf.signals[index].data, dtype=np.float64)  # a copy: edfio's may be read-only
         if CHANNEL_UNITS[info.kind] == "uV":
             data = data * _TO_UV.get(info.unit.strip().lower(), 1.0)
         if mark_gaps:
-            for onset, duration in self.gaps:
+            spans = self.gaps + [(a.onset, a.duration) for a in self.annotations
+                                 if (m := _MISSING.match(a.text)) and m.group(1) == info.label]
+            for onset, duration in spans:
                 a = int(round(onset * info.fs))
                 data[a : a + max(1, int(round(duration * info.fs)))] = np.nan
         return data
@@ -187,9 +192,13 @@ def write_edf(path, data, fs: float, labels, kinds, *, start: dt.datetime | None
         data = np.hstack([data, np.zeros((data.shape[0], pad))])
     signals = []
     for row, label, kind in zip(data, labels, kinds):
+        missing = ~np.isfinite(row)
+        if missing.any():  # EDF cannot store NaN: 0, under an annotation that reads back as missing
+            row = np.where(missing, 0.0, row)
+            edges = np.diff(np.concatenate(([0], missing.astype(np.int8), [0])))
+            for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)):
+                annotations.append(Annotation(a / fs, (b - a) / fs, MISSING_TEXT.format(label=label)))
         lo, hi = (float(row.min()), float(row.max())) if row.size else (0.0, 0.0)
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise ValueError(f"channel {label!r} holds non-finite samples; EDF cannot store them")
         if hi - lo < 1e-6:  # a flat channel still needs a non-empty range
             lo, hi = lo - 1.0, hi + 1.0
         signals.append(edfio.EdfSignal(row, sampling_frequency=fs, label=label,

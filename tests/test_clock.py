@@ -57,3 +57,11 @@ def test_nominal_rate_until_two_observations():
     clock.observe(10, 5.0)
     assert clock.time_of(110) == pytest.approx(6.0)
     assert clock.seconds_per_sample == pytest.approx(0.01)
+
+
+def test_runs_sharing_one_arrival_time_do_not_break_the_fit():
+    clock = SampleClock(250.0)
+    clock.observe(0, 10.0)
+    clock.observe(6, 10.0)  # two runs from one chunk: same host time
+    clock.observe(10, 10.1)
+    assert clock.seconds_per_sample > 0 and np.isfinite(clock.time_of(20))

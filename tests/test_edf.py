@@ -120,3 +120,13 @@ def test_any_length_is_written_and_read_back(tmp_path, n):
     y = read_edf(tmp_path / "n.edf").read(0)
     assert np.allclose(y[:n], x[0], atol=np.ptp(x) / 60000 + 1e-6)
     assert np.isnan(y[n:]).all()  # padding of the last record, if any, reads as missing
+
+
+def test_missing_samples_of_one_channel_read_back_as_missing(tmp_path):
+    data = np.random.default_rng(2).normal(0, 1, (2, 1000))
+    data[1, :37] = np.nan  # an accelerometer before its first reading
+    write_edf(tmp_path / "m.edf", data, 100.0, ["EEG C3", "ACC X"], ["EEG", "ACC"])
+    rec = read_edf(tmp_path / "m.edf")
+    assert np.isfinite(rec.read(0)).all()
+    acc = rec.read(1)
+    assert np.isnan(acc[:37]).all() and np.isfinite(acc[37:]).all()
