@@ -118,7 +118,11 @@ class Board(Device):
             self.capture = CaptureWriter(self._capture_path, self.capture_header())
 
     def _start(self) -> None:
-        self._begin_stream()
+        try:
+            self._begin_stream()
+        except LinkLost:  # dropped while starting: recover like any other drop
+            self._recover()
+            return
         self._restart_decoder()
 
     def _restart_decoder(self) -> None:

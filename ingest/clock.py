@@ -55,7 +55,8 @@ class SampleClock:
         self._y[self._n] = host_time - self._origin[1]
         self._n += 1
         self._since_fit += 1
-        if self._n <= 64 or self._since_fit >= _REFIT_EVERY:
+        # refit often while learning, then every n/16 points: constant amortised cost per point
+        if self._n <= 64 or self._since_fit >= max(_REFIT_EVERY, self._n // 16):
             self._fit()
 
     def _drop_old(self, keep_room: bool = False) -> None:
