@@ -87,15 +87,31 @@ def _ble_target(address: str | None) -> dict:
 
 def _auto_device(*, speed, hours, seed, capture, notice):
     """The first real headband found, else the emulated Cyton on a pseudo-terminal."""
+    from ingest.ble import discover
     from ingest.boards.cyton import CytonBoard, find_ports
+    from ingest.errors import DeviceError
 
     ports = find_ports()
     if ports:
         return CytonBoard(ports[0], capture=capture)
+    try:
+        nearby = discover(timeout=3.0)
+        ble = "no Muse or Ganglion advertising"
+    except DeviceError as err:
+        nearby, ble = [], str(err).split(": ", 1)[-1]
+    for name, address in nearby:
+        if name.startswith("Muse"):
+            from ingest.boards.muse import MuseBoard
+
+            return MuseBoard(address=address, capture=capture)
+        from ingest.boards.ganglion import GanglionBoard
+
+        return GanglionBoard(address=address, capture=capture)
     sim = SerialSimulation("cyton", hours=hours, seed=seed, realtime=speed == 1.0)
     port = sim.start()
     if notice:
-        notice(f"no headband found (no OpenBCI dongle on a serial port); using the emulated Cyton on {port}")
+        notice(f"no headband found (no OpenBCI dongle on a serial port; {ble}); "
+               f"using the emulated Cyton on {port}")
 
     class EmulatedCyton(CytonBoard):
         """The real Cyton driver reading the emulated board; the emulator stops when the board closes."""

@@ -413,3 +413,26 @@ def _device_error(err: BaseException, target: str, stage: str) -> DeviceError:
         return DeviceError(f"{target}: Bluetooth error while {stage} ({err.strerror or text})")
     return DeviceError(f"{target}: connection refused while {stage} ({text})")
 
+
+
+def discover(timeout: float = 3.0, scanner_backend=None) -> list:
+    """Headbands advertising nearby: ``[(name, address), ...]`` for Muse and Ganglion devices.
+
+    Raises
+    ------
+    DeviceError
+        One line when there is no usable Bluetooth adapter.
+    """
+    import asyncio
+
+    from bleak import BleakScanner
+
+    async def scan():
+        kwargs = {"backend": scanner_backend} if scanner_backend is not None else {}
+        return await BleakScanner.discover(timeout=timeout, **kwargs)
+
+    try:
+        found = asyncio.run(scan())
+    except Exception as err:  # bleak reports a missing stack in several ways; map them to one line
+        raise _device_error(err, "Bluetooth scan", "scan") from None
+    return [(d.name, d.address) for d in found if d.name and d.name.startswith(("Muse", "Ganglion"))]

@@ -693,3 +693,12 @@ def test_no_adapter_with_the_real_bleak():
 def test_bluetooth_errors_read_as_one_line(error, expected):
     message = str(_device_error(error, "Muse-1324", "connecting"))
     assert message.startswith("Muse-1324: ") and expected in message and "\n" not in message
+
+
+def test_discover_lists_headbands_advertising_nearby():
+    from ingest.ble import discover
+
+    fw = mufw.MuseFirmware(np.zeros((4, 3000)), keepalive_timeout_s=None)
+    with EmulatedDevice(fw, realtime=False) as device:
+        found = discover(timeout=0.5, scanner_backend=EmulatedScanner)
+    assert (device.name, device.address) in found and all(n.startswith(("Muse", "Ganglion")) for n, _ in found)

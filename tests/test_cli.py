@@ -286,3 +286,11 @@ def test_replay_stages_a_recording_like_live(simulated):
     epochs = [ln for ln in lines if ln[:2].isdigit()]
     assert len(epochs) == 60 and epochs[0].startswith("23:00:00")  # the recording's own clock
     assert any(ln.startswith("summary: 60 epochs") for ln in lines)
+
+
+def test_ble_headband_without_an_adapter_is_one_line_and_exit_3(tmp_path):
+    res = run_cli("record", "--device", "muse-s", "--duration", "5s", "--out", tmp_path / "m.edf", timeout=120)
+    if res.returncode == 0:
+        pytest.skip("this machine has a Bluetooth adapter and a Muse in range")
+    _assert_one_clear_line(res, 3, "Bluetooth")
+    assert not (tmp_path / "m.edf").exists()
