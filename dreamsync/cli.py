@@ -253,22 +253,26 @@ def _one_line(err: Exception) -> str:
 
 
 def _cmd_live(args) -> int:
+    with _open_device(args) as device:
+        _stage_stream(device, args.quiet, duration=args.duration)
+    return EXIT_OK
+
+
+def _stage_stream(device, quiet: bool, duration=None) -> None:
+    """Stage an opened device epoch by epoch, a line each, until it ends or Ctrl-C; then the summary."""
     from .pipeline import LiveSession
 
     def show(epoch):
-        if not args.quiet:
+        if not quiet:
             print(f"{epoch.start:%H:%M:%S}  {epoch.stage:<3}  {epoch.confidence:.2f}", flush=True)
 
-    device = _open_device(args)
-    with device:
-        session = LiveSession(device, on_epoch=show, duration=args.duration)
-        previous = signal.signal(signal.SIGINT, lambda *_: session.stop())
-        try:
-            summary = session.run()
-        finally:
-            signal.signal(signal.SIGINT, previous)
+    session = LiveSession(device, on_epoch=show, duration=duration)
+    previous = signal.signal(signal.SIGINT, lambda *_: session.stop())
+    try:
+        summary = session.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     _print_summary(summary)
-    return EXIT_OK
 
 
 def _print_summary(summary) -> None:
@@ -317,20 +321,8 @@ def _print_recording(summary, verb: str, quiet: bool) -> None:
 def _cmd_replay(args) -> int:
     from ingest.replay import open_recording
 
-    from .pipeline import LiveSession
-
-    def show(epoch):
-        if not args.quiet:
-            print(f"{epoch.start:%H:%M:%S}  {epoch.stage:<3}  {epoch.confidence:.2f}", flush=True)
-
     with open_recording(args.input, speed=args.speed) as device:
-        session = LiveSession(device, on_epoch=show)
-        previous = signal.signal(signal.SIGINT, lambda *_: session.stop())
-        try:
-            summary = session.run()
-        finally:
-            signal.signal(signal.SIGINT, previous)
-    _print_summary(summary)
+        _stage_stream(device, args.quiet)
     return EXIT_OK
 
 
