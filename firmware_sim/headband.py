@@ -6,7 +6,7 @@ import numpy as np
 
 from .hypnogram import EPOCH_SECONDS, generate_hypnogram
 from .profiles import DeviceProfile, get_profile
-from .signals import Event, SleepSignalModel  # noqa: F401  (Event: the type of .events)
+from .signals import SleepSignalModel
 
 
 class SimulatedHeadband:

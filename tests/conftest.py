@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
 import subprocess
 import sys
@@ -19,6 +20,13 @@ def dreams_dir():
     if not (DREAMS / "excerpt1.txt").is_file():
         pytest.skip("../shared/data/dreams-spindles is not present")
     return DREAMS
+
+
+def load_vectors(path: pathlib.Path) -> dict:
+    """A public test-vector file from ../shared, read in place; skips the test when it is absent."""
+    if not path.is_file():
+        pytest.skip(f"{path} is not present")
+    return json.loads(path.read_text())
 
 
 def run_cli(*args, timeout=300, **kwargs):

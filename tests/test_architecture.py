@@ -1,7 +1,6 @@
 """The layers stay apart: dsp and firmware_sim and ingest never import one another."""
 
 import ast
-import pathlib
 
 import pytest
 

@@ -1,11 +1,10 @@
 """Muse S Athena encoders against the public unit vectors in ../shared/vectors/muse_s_athena."""
 
-import json
 
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from conftest import SHARED, load_vectors
 from firmware_sim.protocols import athena
 
 VECTORS = SHARED / "vectors" / "muse_s_athena" / "athena_unit_vectors.json"
@@ -13,9 +12,7 @@ VECTORS = SHARED / "vectors" / "muse_s_athena" / "athena_unit_vectors.json"
 
 @pytest.fixture(scope="module")
 def vectors():
-    if not VECTORS.is_file():
-        pytest.skip("../shared/vectors/muse_s_athena is not present")
-    return json.loads(VECTORS.read_text())
+    return load_vectors(VECTORS)
 
 
 def test_lsb_first_fields(vectors):

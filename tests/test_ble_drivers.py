@@ -2,7 +2,6 @@
 client against the emulated headbands, with packet faults, link drops and the Muse keep-alive."""
 
 import functools
-import json
 import threading
 import time
 
@@ -13,7 +12,7 @@ from bleak.exc import (BleakBluetoothNotAvailableError, BleakBluetoothNotAvailab
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SHARED
+from conftest import SHARED, load_vectors as load
 from firmware_sim import ble
 from firmware_sim.ble import EmulatedBackend, EmulatedDevice, EmulatedScanner
 from firmware_sim.faults import FaultSpec, PacketFaults
@@ -32,12 +31,6 @@ GANGLION_VECTORS = VECTORS / "openbci_ganglion" / "ganglion_compression_vectors.
 MUSE_VECTORS = VECTORS / "muse" / "muse_js_test_vectors.json"
 ATHENA = VECTORS / "muse_s_athena"
 EMULATED = {"backend": EmulatedBackend, "scanner_backend": EmulatedScanner}
-
-
-def load(path):
-    if not path.is_file():
-        pytest.skip(f"{path} is not present")
-    return json.loads(path.read_text())
 
 
 @pytest.fixture(autouse=True)

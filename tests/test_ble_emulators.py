@@ -11,7 +11,7 @@ from bleak.exc import BleakDeviceNotFoundError, BleakError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import SHARED
+from conftest import SHARED, load_vectors as load
 from firmware_sim import ble
 from firmware_sim.ble import EmulatedBackend, EmulatedDevice, EmulatedScanner
 from firmware_sim.headband import SimulatedHeadband
@@ -20,12 +20,6 @@ from firmware_sim.protocols import muse as mu
 
 GANGLION_VECTORS = SHARED / "vectors" / "openbci_ganglion" / "ganglion_compression_vectors.json"
 MUSE_VECTORS = SHARED / "vectors" / "muse" / "muse_js_test_vectors.json"
-
-
-def load(path):
-    if not path.is_file():
-        pytest.skip(f"{path} is not present")
-    return json.loads(path.read_text())
 
 
 @pytest.fixture(autouse=True)

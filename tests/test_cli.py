@@ -1,7 +1,6 @@
 """The command line end to end, in subprocesses, as a user runs it."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -1,7 +1,6 @@
 """The Cyton driver: upstream vectors, framing and resynchronisation (fuzzed), the 8-bit counter, Daisy,
 gains, the accelerometer, and the board end to end through the emulated dongle on a pseudo-terminal."""
 
-import json
 import os
 import threading
 import time
@@ -12,7 +11,7 @@ import serial
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import SHARED
+from conftest import SHARED, load_vectors
 from firmware_sim.faults import FaultSpec, PacketFaults
 from firmware_sim.headband import SimulatedHeadband
 from firmware_sim.protocols.cyton import CytonFirmware, encode_packets, uv_to_counts
@@ -40,9 +39,7 @@ UV24 = uv_per_count(24)
 
 @pytest.fixture(scope="module")
 def vectors():
-    if not VECTORS.is_file():
-        pytest.skip("../shared/vectors/openbci_cyton is not present")
-    return json.loads(VECTORS.read_text())
+    return load_vectors(VECTORS)
 
 
 def packets(numbers, counts=None, stop=0xC0, aux=None) -> bytes:

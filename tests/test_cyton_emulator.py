@@ -1,7 +1,6 @@
 """The emulated OpenBCI Cyton: byte-exact packets (upstream vectors), the firmware's replies and
 behaviour, and the whole board served on a pseudo-terminal read through real pyserial."""
 
-import json
 import time
 
 import numpy as np
@@ -11,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conftest import SHARED
+from conftest import SHARED, load_vectors
 from firmware_sim.headband import SimulatedHeadband
 from firmware_sim.protocols import cyton
 from firmware_sim.protocols.cyton import (
@@ -58,9 +57,7 @@ def decode(data: bytes) -> dict:
 
 @pytest.fixture(scope="module")
 def vectors():
-    if not VECTORS.is_file():
-        pytest.skip("../shared/vectors/openbci_cyton is not present")
-    return json.loads(VECTORS.read_text())
+    return load_vectors(VECTORS)
 
 
 def packet_vector(vectors, prefix):

@@ -41,8 +41,7 @@ def test_movements_swing_the_eeg_burst_the_emg_and_turn_the_accelerometer():
 
 
 def test_slow_waves_are_logged_in_deep_sleep_only_with_aasm_amplitude():
-    band, data = _night()
-    fs = band.fs
+    band, _ = _night()
     waves = [e for e in band.events if e.kind == "slow_wave"]
     per_stage = np.bincount([band.hypnogram[int(e.onset // 30)] for e in waves], minlength=5)
     assert per_stage[N3] > 10 * max(per_stage[W], 1) and per_stage[N3] > per_stage[N2]
