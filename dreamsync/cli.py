@@ -188,7 +188,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hours", type=_positive_hours, default=8.0, help="length of the night (default: 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the night (default: 0)")
     p.add_argument("--faults", default="", help="faults as name=value list, e.g. loss=0.01,corrupt=0.001,"
-                                                "disconnect_every=600,drift=0.003")
+                                                "forge=0.001,disconnect_every=600,drift=0.003")
     p.add_argument("--mains", type=float, default=50.0, choices=[50.0, 60.0], help="mains frequency in Hz")
     p.add_argument("--truth", default=None, help="write what was served (stages, events, fault log) as JSON on exit")
 

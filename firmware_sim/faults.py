@@ -39,6 +39,10 @@ class FaultSpec:
         Probability that a packet arrives twice (0..1).
     reorder : float
         Probability that a packet arrives after the next one (0..1).
+    forge : float
+        Probability that a packet's content is forged (tampering): its payload is replaced by an
+        earlier packet's while its framing and sequence bytes are kept, so the stream stays
+        consistent and only the content lies (0..1).
     disconnect_every : float
         Mean time between link drops in seconds (0 = never).
     disconnect_seconds : float
@@ -57,6 +61,7 @@ class FaultSpec:
     corrupt: float = 0.0
     duplicate: float = 0.0
     reorder: float = 0.0
+    forge: float = 0.0
     disconnect_every: float = 0.0
     disconnect_seconds: float = 5.0
     drift: float = 0.0
@@ -65,7 +70,7 @@ class FaultSpec:
     fault_onset: float = 0.0
 
     def __post_init__(self):
-        for name in ("loss", "burst", "corrupt", "duplicate", "reorder"):
+        for name in ("loss", "burst", "corrupt", "duplicate", "reorder", "forge"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"fault {name}={getattr(self, name)} must be a probability between 0 and 1")
         if abs(self.drift) > 0.005:
@@ -99,7 +104,7 @@ class FaultSpec:
     @property
     def wire_faults(self) -> bool:
         """True when any fault acts on packets or the link (needs a transport to show)."""
-        return any((self.corrupt, self.duplicate, self.reorder, self.disconnect_every))
+        return any((self.corrupt, self.duplicate, self.reorder, self.forge, self.disconnect_every))
 
     def to_dict(self) -> dict:
         """The spec as plain values, for truth files."""
@@ -122,21 +127,28 @@ class PacketFaults:
         Packets offered so far (the index of the next packet in the device's own order).
     lost : list of (int, int)
         Runs of lost packets: (first packet index, count).
-    corrupted, duplicated, reordered : list of int
+    keep_head, keep_tail : int
+        Bytes a forged packet keeps from the real one at its start and end (framing, sequence number):
+        Cyton 2 and 1, Ganglion 1 and 0, Muse 2 and 0.
+    corrupted, duplicated, reordered, forged : list of int
         Indices of packets so treated.
     """
 
     spec: FaultSpec
     seed: int | None = 0
+    keep_head: int = 2  # bytes of framing/sequence a forger keeps at the start (Cyton: start + counter)
+    keep_tail: int = 1  # ... and at the end (Cyton: the stop byte)
     sent: int = 0
     lost: list = field(default_factory=list)
     corrupted: list = field(default_factory=list)
     duplicated: list = field(default_factory=list)
     reordered: list = field(default_factory=list)
+    forged: list = field(default_factory=list)
 
     def __post_init__(self):
         self._rng = np.random.default_rng(self.seed)
         self._burst_left = 0
+        self._history: list = []  # recent genuine packets a forger can pass off again
 
     @property
     def packets_lost(self) -> int:
@@ -167,6 +179,11 @@ class PacketFaults:
                 data[at] ^= int(rng.integers(1, 256))  # never a no-op
                 packet = bytes(data)
                 self.corrupted.append(index)
+            if spec.forge and self._history and rng.random() < spec.forge:
+                packet = self._forge(packet)
+                self.forged.append(index)
+            else:
+                self._history = (self._history + [packet])[-256:]
             out.append(packet)
             order.append(index)
             if spec.duplicate and rng.random() < spec.duplicate:
@@ -184,6 +201,14 @@ class PacketFaults:
                 j += 1
         self.sent += n
         return out
+
+    def _forge(self, packet: bytes) -> bytes:
+        """The real packet's framing and sequence bytes around an older packet's content."""
+        old = self._history[int(self._rng.integers(0, len(self._history)))]
+        head, tail = self.keep_head, len(packet) - self.keep_tail
+        if len(old) != len(packet) or tail <= head:
+            return packet
+        return packet[:head] + old[head:tail] + packet[tail:]
 
     def _log_runs(self, indices: np.ndarray) -> None:
         if indices.size == 0:
@@ -213,7 +238,8 @@ class PacketFaults:
     def to_dict(self) -> dict:
         """The log as plain values, for truth files."""
         return {"packets_sent": self.sent, "packets_lost": self.packets_lost, "lost_runs": self.lost,
-                "corrupted": self.corrupted, "duplicated": self.duplicated, "reordered": self.reordered}
+                "corrupted": self.corrupted, "duplicated": self.duplicated, "reordered": self.reordered,
+                "forged": self.forged}
 
 
 def lost_samples(faults: PacketFaults, n_samples: int, samples_per_packet: float) -> np.ndarray:

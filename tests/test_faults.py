@@ -78,3 +78,15 @@ def test_disconnects_arrive_at_the_requested_mean_rate():
     drops = disconnect_schedule(FaultSpec(disconnect_every=600, disconnect_seconds=10), 100 * 3600, seed=5)
     assert 450 < len(drops) < 750 and all(d == 10 for _, d in drops)
     assert disconnect_schedule(FaultSpec(), 3600) == []
+
+
+def test_forged_packets_keep_framing_and_sequence_but_carry_stale_content():
+    faults = PacketFaults(FaultSpec(forge=0.05), seed=6, keep_head=4, keep_tail=1)
+    sent = [i.to_bytes(4, "big") + bytes([i % 251, (i * 7) % 251]) + b"\xc0" for i in range(3000)]
+    got = faults(sent)
+    assert len(got) == 3000 and 80 < len(faults.forged) < 230
+    for i in faults.forged:
+        assert got[i][:4] == sent[i][:4] and got[i][-1:] == sent[i][-1:]  # sequence and stop byte intact
+        assert got[i][4:-1] != sent[i][4:-1] and got[i][4:-1] in {p[4:-1] for p in sent[:i]}  # an older payload
+    untouched = set(range(3000)) - set(faults.forged)
+    assert all(got[i] == sent[i] for i in untouched)

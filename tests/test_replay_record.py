@@ -56,3 +56,16 @@ def test_open_recording_rejects_what_it_cannot_read(tmp_path):
     with pytest.raises(RecordingError, match="no decoder for board 'telepathy'"):
         with CaptureReplay(bad):
             pass
+
+
+def test_bdf_files_replay_too(tmp_path):
+    import edfio
+
+    x = np.random.default_rng(3).normal(0, 30, 256 * 40)
+    edfio.Bdf([edfio.BdfSignal(x, 256, label="EEG Cz", physical_dimension="uV", physical_range=(-500, 500))]).write(
+        tmp_path / "r.bdf")
+    with open_recording(tmp_path / "r.bdf") as dev:
+        dev.start()
+        got = np.concatenate([b.data for b in dev.blocks()], axis=1)
+    assert dev.channels == ("EEG Cz",) and got.shape == (1, x.size)
+    np.testing.assert_allclose(got[0], x, atol=1000 / 2**24 * 2)  # 24-bit resolution
