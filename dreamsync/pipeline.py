@@ -535,7 +535,9 @@ class StagedRecording:
     emg_channel: str | None
 
     def to_json(self) -> dict:
-        """The ``stage`` output contract: epoch_length, start, stages, confidence (+ provenance)."""
+        """The ``stage`` output contract: epoch_length, start, stages, confidence (+ provenance, statistics)."""
+        from dsp.statistics import sleep_statistics
+
         r = self.result
         return {
             "epoch_length": float(r.epoch_length),
@@ -544,6 +546,7 @@ class StagedRecording:
             "confidence": [round(float(c), 4) for c in r.confidence],
             "channels": {"eeg": self.eeg_channel, "emg": self.emg_channel},
             "hypnodensity": {name: [round(float(p), 4) for p in r.probabilities[:, k]] for k, name in enumerate(STAGES)},
+            "statistics": sleep_statistics(r.stages, r.epoch_length),
         }
 
 

@@ -44,6 +44,9 @@ def test_simulate_then_stage_gives_a_hypnogram_of_the_right_length(simulated, tm
     assert set(doc["stages"]) <= {"W", "N1", "N2", "N3", "REM", "?"}
     assert all(0 <= c <= 1 for c in doc["confidence"])
     assert doc["start"].endswith("23:00:00") and doc["channels"]["eeg"] == "EEG C4-M1"
+    stats = doc["statistics"]
+    assert stats["TIB"] == 30.0 and 0 <= stats["SE"] <= 1
+    assert stats["TST"] == 0.5 * sum(s in ("N1", "N2", "N3", "REM") for s in doc["stages"])
 
 
 def test_simulated_edf_carries_the_true_hypnogram(simulated):
