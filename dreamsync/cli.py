@@ -153,6 +153,19 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
     p = sub.add_parser(
+        "evaluate", formatter_class=fmt, help="agreement of a hypnogram with the truth",
+        description="Compare a predicted hypnogram with a reference one, epoch by epoch: accuracy, "
+                    "Cohen's kappa, macro-F1, per-stage F1 and the confusion matrix. Epochs unscored in "
+                    "either are left out. Hypnograms: dreamsync JSON, EDF+ with 'Sleep stage' "
+                    "annotations (Sleep-EDF hypnograms, simulate's output) or DREAMS text files.",
+        epilog="examples:\n  dreamsync evaluate hypnogram.json night.edf\n"
+               "  dreamsync evaluate SC4001.json SC4001EC-Hypnogram.edf --json",
+    )
+    p.add_argument("predicted", help="predicted hypnogram")
+    p.add_argument("truth", help="reference hypnogram")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+    p = sub.add_parser(
         "simulate", formatter_class=fmt, help="write a simulated night to EDF+",
         description="Simulate a night of sleep on a headband and write it as EDF+ with the truth as "
                     "annotations (stages 'Sleep stage W/N1/N2/N3/R', events, faults, gaps), plus a JSON "
@@ -333,6 +346,36 @@ def _cmd_convert(args) -> int:
     return EXIT_OK
 
 
+def _cmd_evaluate(args) -> int:
+    from dsp.agreement import agreement
+    from dsp.stages import STAGES, from_labels
+    from ingest.hypnograms import read_hypnogram
+
+    predicted, truth = read_hypnogram(args.predicted), read_hypnogram(args.truth)
+    n = min(len(predicted), len(truth))
+    try:
+        a = agreement(from_labels(truth[:n]), from_labels(predicted[:n]))
+    except ValueError as err:
+        raise InputProblem(str(err)) from None
+    if args.json:
+        json.dump({"epochs": a.n_epochs, "accuracy": a.accuracy, "kappa": a.kappa, "macro_f1": a.macro_f1,
+                   "f1": {k: (None if v != v else v) for k, v in a.f1.items()},
+                   "confusion": {"order": list(STAGES), "rows": "truth", "counts": a.confusion.tolist()}},
+                  sys.stdout)
+        print()
+        return EXIT_OK
+    note = f" (lengths differ: {len(predicted)} vs {len(truth)} epochs; compared the first {n})" \
+        if len(predicted) != len(truth) else ""
+    print(f"{a.n_epochs} epochs compared{note}")
+    print(f"accuracy {a.accuracy:.3f}   kappa {a.kappa:.3f}   macro-F1 {a.macro_f1:.3f}")
+    print("F1: " + "  ".join(f"{k} {v:.2f}" if v == v else f"{k} -" for k, v in a.f1.items()))
+    print("confusion (rows truth, columns predicted):")
+    print("       " + "".join(f"{name:>6}" for name in STAGES))
+    for name, row in zip(STAGES, a.confusion):
+        print(f"  {name:<5}" + "".join(f"{v:>6}" for v in row))
+    return EXIT_OK
+
+
 def _cmd_simulate(args) -> int:
     from firmware_sim.faults import FaultSpec
     from firmware_sim.profiles import PROFILES
@@ -411,4 +454,4 @@ def _cmd_stage(args) -> int:
 
 
 _COMMANDS = {"live": _cmd_live, "record": _cmd_record, "replay": _cmd_replay, "convert": _cmd_convert,
-             "simulate": _cmd_simulate, "sim-serve": _cmd_sim_serve, "stage": _cmd_stage}
+             "evaluate": _cmd_evaluate, "simulate": _cmd_simulate, "sim-serve": _cmd_sim_serve, "stage": _cmd_stage}
