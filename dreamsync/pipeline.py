@@ -425,8 +425,7 @@ def simulate_night(out: str, *, hours: float = 8.0, seed: int | None = 0, profil
         "device": band.profile.name, "seed": seed, "fs": band.fs, "start": start.isoformat(),
         "channels": list(band.channels), "kinds": list(band.kinds), "epoch_length": EPOCH_SECONDS,
         "stages": labels,
-        "events": [{"kind": e.kind, "onset": round(e.onset, 4), "duration": round(e.duration, 4),
-                    "channel": e.channel} for e in band.events],
+        "events": _events_json(band.events),
         "adjustments": adjustment_truth,
         "faults": {"spec": faults.to_dict(), "signal": fault_records, "packets": loss.to_dict(),
                    "gaps": [{"onset": first / band.fs, "samples": n} for first, n in gaps]},
@@ -435,6 +434,12 @@ def simulate_night(out: str, *, hours: float = 8.0, seed: int | None = 0, profil
         json.dump(truth, fh)
     return SimulatedNight(out, truth_path, len(band.hypnogram) * EPOCH_SECONDS / 3600, band.channels, band.fs,
                           band.hypnogram, int(lost.sum()))
+
+
+def _events_json(events) -> list:
+    """Ground-truth events as plain values for truth files (times in s, 0.1 ms)."""
+    return [{"kind": e.kind, "onset": round(e.onset, 4), "duration": round(e.duration, 4), "channel": e.channel}
+            for e in events]
 
 
 def _runs(mask: np.ndarray) -> list:
@@ -517,8 +522,7 @@ class SerialSimulation:
         return {
             "device": self.headband.profile.name, "fs": self.headband.fs,
             "channels": list(self.headband.channels), "stages": to_labels(self.headband.hypnogram),
-            "events": [{"kind": e.kind, "onset": round(e.onset, 4), "duration": round(e.duration, 4),
-                        "channel": e.channel} for e in self.headband.events],
+            "events": _events_json(self.headband.events),
             "faults": {"spec": self.faults.to_dict(), "signal": self.source.records,
                        "packets": self.packet_faults.to_dict(), "dropouts": self.dropouts,
                        "packets_dropped_by_radio": self.firmware.packets_dropped},

@@ -147,7 +147,7 @@ class PacketFaults:
 
     def __post_init__(self):
         self._rng = np.random.default_rng(self.seed)
-        self._burst_left = 0
+        self._burst_left = 0  # packets of a burst still to lose in the next call
         self._history: list = []  # recent genuine packets a forger can pass off again
 
     @property
@@ -158,21 +158,13 @@ class PacketFaults:
     def __call__(self, packets: list) -> list:
         """Apply the faults to a batch of packets (bytes), returning what reaches the host."""
         spec, rng = self.spec, self._rng
-        n = len(packets)
-        keep = rng.random(n) >= spec.loss
-        for i in range(n):  # bursts run across batches
-            if self._burst_left > 0:
-                keep[i] = False
-                self._burst_left -= 1
-            elif spec.burst and rng.random() < spec.burst:
-                self._burst_left = int(rng.geometric(1.0 / spec.burst_packets)) - 1
-                keep[i] = False
-        self._log_runs(np.flatnonzero(~keep) + self.sent)
+        first = self.sent
+        keep = ~self.lost_mask(len(packets))
         out: list = []
         order: list = []  # each delivered packet's index in the device's order
         for i in np.flatnonzero(keep):
             packet = packets[i]
-            index = self.sent + int(i)
+            index = first + int(i)
             if spec.corrupt and rng.random() < spec.corrupt and len(packet):
                 data = bytearray(packet)
                 at = int(rng.integers(0, len(data)))
@@ -199,7 +191,6 @@ class PacketFaults:
                     self.reordered.append(order[j + 1])
                     j += 1
                 j += 1
-        self.sent += n
         return out
 
     def _forge(self, packet: bytes) -> bytes:
@@ -222,15 +213,21 @@ class PacketFaults:
                 self.lost.append((first, int(run.size)))
 
     def lost_mask(self, n_packets: int) -> np.ndarray:
-        """Decide loss for ``n_packets`` consecutive packets at once, shape (n_packets,) bool.
+        """Decide loss for the next ``n_packets`` packets, shape (n_packets,) bool, and log it.
 
-        For writers that never encode packets (``simulate`` to EDF): the same loss model, logged alike.
+        The one loss model: random losses plus bursts, which run on into the next call. Used by
+        :meth:`__call__` and directly by writers that never encode packets (``simulate`` to EDF).
         """
         spec, rng = self.spec, self._rng
         lost = rng.random(n_packets) < spec.loss
+        carried = min(self._burst_left, n_packets)
+        lost[:carried] = True
+        self._burst_left -= carried
         if spec.burst:
             for s in np.flatnonzero(rng.random(n_packets) < spec.burst):
-                lost[s : s + int(rng.geometric(1.0 / spec.burst_packets))] = True
+                length = int(rng.geometric(1.0 / spec.burst_packets))
+                lost[s : s + length] = True
+                self._burst_left = max(self._burst_left, s + length - n_packets)
         self._log_runs(np.flatnonzero(lost) + self.sent)
         self.sent += n_packets
         return lost

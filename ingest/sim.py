@@ -2,8 +2,8 @@
 
 The source is handed in by the caller (``dreamsync`` wires in ``firmware_sim``'s headband), so this
 driver knows nothing of how the signals are made. It paces delivery (``speed`` x real time), cuts
-blocks, numbers samples and time-stamps them through :class:`~ingest.clock.SampleClock` like a
-hardware driver does.
+blocks, and numbers and time-stamps them through the same :class:`~ingest.assembly.RunAssembler`
+as the hardware drivers.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .clock import SampleClock
+from .assembly import RunAssembler
+from .decoder import DecodedRun
 from .device import Device
 from .stream import SampleBlock
 
@@ -58,8 +59,7 @@ class SimulatedDevice(Device):
         self.kinds = tuple(source.kinds)
         self.fs = float(source.fs)
         self._block = max(1, int(round(block_seconds * self.fs)))
-        self._index = 0
-        self._clock = SampleClock(self.fs)
+        self._assembler = RunAssembler(device_id, self.channels, self.kinds, self.fs)
         self._t0 = 0.0
 
     def _open(self) -> None:
@@ -72,23 +72,12 @@ class SimulatedDevice(Device):
         data = self._source.read(self._block)
         if data.shape[1] == 0:
             return None
-        first = self._index
-        self._index += data.shape[1]
         if self.speed > 0 and np.isfinite(self.speed):
-            due = self._t0 + self._index / (self.fs * self.speed)
+            due = self._t0 + (self._assembler.next_index + data.shape[1]) / (self.fs * self.speed)
             delay = due - time.time()
             if delay > 0:
                 time.sleep(delay)
-        self._clock.observe(self._index - 1, time.time())
-        return SampleBlock(
-            device_id=self.device_id,
-            channels=self.channels,
-            kinds=self.kinds,
-            fs=self.fs,
-            first_index=first,
-            data=data,
-            host_time=self._clock.time_of(first),
-        )
+        return self._assembler.add(DecodedRun(data), time.time())
 
     def _stop(self) -> None:
         pass
