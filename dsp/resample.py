@@ -1,0 +1,227 @@
+"""Rational-factor resampling (e.g. 250 or 256 Hz to a 100-Hz working rate), offline and streaming.
+
+The anti-alias low-pass is the one :func:`scipy.signal.resample_poly` designs (a Kaiser-windowed
+sinc, :func:`scipy.signal.firwin`), applied in polyphase form: each output sample is one dot product
+of the input with the filter phase that lands on it, so the signal is never upsampled and nothing is
+computed that is then thrown away. Output sample ``n`` sits at time ``n / fs_out`` s, the first input
+sample at 0 s; samples before the start (and after the end, for a finished signal) count as zero,
+as in scipy's default ``padtype="constant"``.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+from numba import njit
+from scipy import signal
+
+#: Largest up or down factor accepted; the filter has 20 * max(up, down) + 1 taps.
+MAX_FACTOR = 1000
+
+
+def rational_factors(fs_in: float, fs_out: float) -> tuple[int, int]:
+    """Smallest integers ``up``, ``down`` with ``fs_out / fs_in == up / down``.
+
+    Parameters
+    ----------
+    fs_in, fs_out : float
+        Input and output sample rates in Hz.
+
+    Returns
+    -------
+    up, down : int
+        Coprime factors, each at most :data:`MAX_FACTOR`.
+
+    Raises
+    ------
+    ValueError
+        If a rate is not positive, or the ratio is not a fraction with factors up to MAX_FACTOR.
+    """
+    if not (fs_in > 0 and fs_out > 0):
+        raise ValueError(f"sample rates must be positive, got {fs_in} and {fs_out}")
+    ratio = Fraction(fs_out / fs_in).limit_denominator(MAX_FACTOR)
+    if ratio.numerator > MAX_FACTOR or abs(float(ratio) - fs_out / fs_in) > 1e-9 * fs_out / fs_in:
+        raise ValueError(f"{fs_in} Hz -> {fs_out} Hz is not a ratio of integers up to {MAX_FACTOR}")
+    return ratio.numerator, ratio.denominator
+
+
+def design_polyphase(up: int, down: int, window=("kaiser", 5.0)) -> tuple[np.ndarray, int]:
+    """Anti-alias FIR low-pass split into its ``up`` phases.
+
+    The filter is :func:`scipy.signal.resample_poly`'s: ``firwin(20 * max(up, down) + 1,
+    1 / max(up, down), window=window) * up``.
+
+    Parameters
+    ----------
+    up, down : int
+        Coprime resampling factors (:func:`rational_factors`).
+    window : str or tuple, optional
+        Window for :func:`scipy.signal.firwin`, by default ``("kaiser", 5.0)`` as resample_poly.
+
+    Returns
+    -------
+    taps : ndarray, shape (up, n_taps_per_phase)
+        ``taps[p, m] = h[p + m * up]`` (zero past the end of ``h``).
+    half_len : int
+        Index of the filter's centre tap in ``h``.
+    """
+    if up == down == 1:
+        return np.ones((1, 1)), 0
+    max_rate = max(up, down)
+    half_len = 10 * max_rate  # resample_poly's length: the sinc's tails beyond are negligible
+    h = signal.firwin(2 * half_len + 1, 1.0 / max_rate, window=window) * up
+    n_per_phase = -(-h.size // up)
+    padded = np.zeros(n_per_phase * up)
+    padded[: h.size] = h
+    return np.ascontiguousarray(padded.reshape(n_per_phase, up).T), half_len
+
+
+@njit(cache=True)
+def polyphase_resample(x, taps, down, half_len, x_start, first_out, n_out):
+    """Output samples ``first_out .. first_out + n_out - 1`` of the resampled rows.
+
+    Output ``n`` is ``sum_k h[t - k * up] * x[k]`` with ``t = n * down + half_len``: the filter
+    centred on the output's position on the upsampled grid. Only the phase ``t % up`` of the filter
+    meets non-zero (original) samples, so that is all that is summed.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_rows, n_samples)
+        Input samples with absolute indices ``x_start .. x_start + n_samples - 1``; samples outside
+        count as zero, so ``x`` must hold every non-zero sample the requested outputs reach.
+    taps : ndarray, shape (up, n_taps_per_phase)
+        Filter phases (:func:`design_polyphase`).
+    down : int
+        Decimation factor.
+    half_len : int
+        Centre tap of the filter (:func:`design_polyphase`).
+    x_start : int
+        Absolute index of ``x[:, 0]``.
+    first_out, n_out : int
+        Absolute index of the first output sample, and how many to compute.
+
+    Returns
+    -------
+    ndarray, shape (n_rows, n_out)
+        Resampled signal, float64, in the unit of ``x``.
+    """
+    up, n_per_phase = taps.shape
+    n_rows, n_in = x.shape
+    y = np.zeros((n_rows, n_out))
+    for i in range(n_out):
+        t = (first_out + i) * down + half_len
+        k_hi = t // up
+        phase = t - k_hi * up
+        # taps[phase, m] meets sample k_hi - m; keep only samples that are in x
+        m_lo = max(0, k_hi - (x_start + n_in - 1))
+        m_hi = min(n_per_phase, k_hi - x_start + 1)
+        for r in range(n_rows):
+            acc = 0.0
+            for m in range(m_lo, m_hi):
+                acc += taps[phase, m] * x[r, k_hi - m - x_start]
+            y[r, i] = acc
+    return y
+
+
+def resample(x: np.ndarray, fs_in: float, fs_out: float, window=("kaiser", 5.0)) -> np.ndarray:
+    """Resample a whole recording from ``fs_in`` to ``fs_out``.
+
+    Equals :func:`scipy.signal.resample_poly` (``up/down = fs_out/fs_in``, same window, zero
+    padding) on float64 data, to rounding.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_rows, n_samples) or (n_samples,)
+        Signal, e.g. uV, float32 or float64; finite (a non-finite sample spoils every output
+        sample whose filter reaches it, about ``10 * max(up, down) / up`` input samples each way).
+    fs_in, fs_out : float
+        Input and output sample rates in Hz; their ratio must be rational (:func:`rational_factors`).
+    window : str or tuple, optional
+        Anti-alias window for :func:`scipy.signal.firwin`, by default ``("kaiser", 5.0)``.
+
+    Returns
+    -------
+    ndarray, shape (n_rows, ceil(n_samples * fs_out / fs_in)) or 1-D likewise
+        Resampled signal, float64, in the unit of ``x``.
+    """
+    up, down = rational_factors(fs_in, fs_out)
+    x = np.asarray(x, dtype=np.float64)
+    rows = np.ascontiguousarray(np.atleast_2d(x))
+    taps, half_len = design_polyphase(up, down, window)
+    n_out = -(-rows.shape[1] * up // down)
+    y = polyphase_resample(rows, taps, down, half_len, 0, 0, n_out)
+    return y if x.ndim == 2 else y.reshape(-1)
+
+
+class Resampler:
+    """Streaming :func:`resample`: consecutive blocks give the same samples as one pass.
+
+    Each call returns the output samples whose filter window the input has fully covered so far; the
+    output therefore trails the input by :attr:`delay_seconds` (half the filter). :meth:`flush` ends
+    the stream (zeros after the last sample, as :func:`resample` does) and returns the rest; then the
+    resampler starts over.
+
+    Parameters
+    ----------
+    fs_in, fs_out : float
+        Input and output sample rates in Hz (:func:`rational_factors`).
+    n_rows : int
+        Number of channels in every block.
+    window : str or tuple, optional
+        Anti-alias window, by default ``("kaiser", 5.0)``.
+    """
+
+    def __init__(self, fs_in: float, fs_out: float, n_rows: int, window=("kaiser", 5.0)):
+        self.fs_in, self.fs_out, self.n_rows = float(fs_in), float(fs_out), n_rows
+        self.up, self.down = rational_factors(fs_in, fs_out)
+        self.taps, self.half_len = design_polyphase(self.up, self.down, window)
+        self._reset()
+
+    @property
+    def delay_seconds(self) -> float:
+        """How far the newest output sample lags the newest input sample, at most, in seconds."""
+        return (self.half_len + self.down) / (self.up * self.fs_in)
+
+    def _reset(self) -> None:
+        self._buffer = np.zeros((self.n_rows, 0))  # input samples still needed, from _buffer_start
+        self._buffer_start = 0
+        self._n_in = 0
+        self._n_out = 0
+
+    def _emit(self, n_end: int) -> np.ndarray:
+        """Outputs ``_n_out .. n_end - 1``, then drop input that no later output reaches."""
+        y = polyphase_resample(self._buffer, self.taps, self.down, self.half_len, self._buffer_start,
+                               self._n_out, max(n_end - self._n_out, 0))
+        self._n_out = max(n_end, self._n_out)
+        # the next output's lowest reachable input sample: t - k * up <= 2 * half_len
+        t_next = self._n_out * self.down + self.half_len
+        k_lo = max(-(-(t_next - 2 * self.half_len) // self.up), self._buffer_start)
+        self._buffer = self._buffer[:, k_lo - self._buffer_start :]
+        self._buffer_start = k_lo
+        return y
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """Feed the next block, shape (n_rows, n_samples) (or (n_samples,) for one row), of finite samples.
+
+        Returns
+        -------
+        ndarray, shape (n_rows, n_new)
+            The output samples that became complete, float64; ``n_new`` may be 0.
+        """
+        block = np.asarray(block, dtype=np.float64)
+        if block.ndim == 1 and self.n_rows == 1:
+            block = block[None, :]
+        if block.ndim != 2 or block.shape[0] != self.n_rows:
+            raise ValueError(f"expected a block of shape ({self.n_rows}, n_samples), got {block.shape}")
+        self._buffer = np.ascontiguousarray(np.concatenate([self._buffer, block], axis=1))
+        self._n_in += block.shape[1]
+        # output n is complete once its newest input sample, (n * down + half_len) // up, has arrived
+        ready = (self._n_in * self.up - self.half_len - 1) // self.down + 1
+        return self._emit(ready)
+
+    def flush(self) -> np.ndarray:
+        """End the stream: the remaining output samples, shape (n_rows, n_rest); then start over."""
+        y = self._emit(-(-self._n_in * self.up // self.down))
+        self._reset()
+        return y
