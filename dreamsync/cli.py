@@ -89,7 +89,8 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  dreamsync live --device sim --speed 60 --duration 30m\n"
                "  dreamsync simulate --hours 8 --seed 7 --out night.edf\n"
-               "  dreamsync stage night.edf --out hypnogram.json\n\n"
+               "  dreamsync stage night.edf --out hypnogram.json\n"
+               "  dreamsync evaluate hypnogram.json night.edf\n\n"
                "exit codes: 0 ok, 1 internal error, 2 bad input or usage, 3 device problem, 130 interrupted",
     )
     parser.add_argument("--version", action="version", version=f"dreamsync {__version__}")
@@ -213,13 +214,66 @@ def _build_parser() -> argparse.ArgumentParser:
                     "covers [30 i, 30 i + 30) s; a final partial epoch is dropped.",
         epilog="examples:\n"
                "  dreamsync stage night.edf --out hypnogram.json\n"
-               "  dreamsync stage SC4001E0-PSG.edf --channel 'EEG Fpz-Cz' --out SC4001.json",
+               "  dreamsync stage SC4001E0-PSG.edf --channel 'EEG Fpz-Cz' --out SC4001.json\n"
+               "  dreamsync stage night.edf --model my-lab.model.json --out hypnogram.json",
     )
     p.add_argument("input", help="EDF, EDF+ or BDF file")
     p.add_argument("--out", default=None, help="JSON file to write (default: print the JSON)")
     p.add_argument("--channel", default=None,
-                   help="EEG channel to stage from (default: chosen from the labels, central leads first)")
+                   help="EEG channel(s) to stage from, comma-separated (default: every EEG channel at the "
+                        "rate of the best-placed one, central leads first)")
+    p.add_argument("--model", default=None,
+                   help="staging model from 'dreamsync train' (default: the built-in model, which needs no "
+                        "training data)")
     p.add_argument("--quiet", action="store_true", help="print nothing on success when --out is given")
+
+    p = sub.add_parser(
+        "train", formatter_class=fmt, help="fit a staging model to your own scored recordings",
+        description="Fit the stager's parameters (stage prototypes, transition probabilities) to "
+                    "recordings scored by experts, in the Sleep-EDF layout: *-PSG.edf signals, each with a "
+                    "*-Hypnogram.edf of 'Sleep stage' annotations (searched in subfolders too). Each night "
+                    "is cut to 30 min of wake around its sleep period. Stages without enough epochs keep "
+                    "the built-in prototypes. The model is a JSON file for 'dreamsync stage --model'.",
+        epilog="examples:\n"
+               "  dreamsync datasets fetch sleep-edf --subjects 0-9 --dir data/sleep-edf\n"
+               "  dreamsync train data/sleep-edf --channel 'EEG Fpz-Cz' --out sleep-edf.model.json\n"
+               "  dreamsync stage night.edf --model sleep-edf.model.json --out hypnogram.json",
+    )
+    p.add_argument("folder", help="folder of *-PSG.edf and *-Hypnogram.edf files")
+    p.add_argument("--out", required=True, help="model file to write (JSON)")
+    p.add_argument("--channel", default=None,
+                   help="EEG channel(s) to learn from, comma-separated (default: as 'dreamsync stage' picks)")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+
+    p = sub.add_parser(
+        "datasets", formatter_class=fmt, help="download public sleep recordings (needs the internet)",
+        description="Download public sleep recordings with their hypnograms, each verified against the "
+                    "publisher's SHA-256 checksum. Files already present and intact are not downloaded "
+                    "again: rerun the same command to resume an interrupted download.",
+        epilog="example:\n  dreamsync datasets fetch sleep-edf --subjects 0-9 --dir data/sleep-edf\n\n"
+               "exit codes: 0 ok, 2 bad input, 3 network or server problem",
+    )
+    actions = p.add_subparsers(dest="datasets_action", metavar="ACTION", required=True)
+    p = actions.add_parser(
+        "fetch", formatter_class=fmt, help="download some subjects of a dataset",
+        description="Download the recordings and hypnograms of some subjects into --dir (in the "
+                    "server's layout, e.g. DIR/sleep-cassette/SC4001E0-PSG.edf) and verify each file's "
+                    "SHA-256 against the dataset's index. sleep-edf: the sleep-cassette part of the "
+                    "Sleep-EDF Database Expanded 1.0.0 on PhysioNet (licence and citation: "
+                    "https://physionet.org/content/sleep-edfx/1.0.0/), about 50 MB per night.",
+        epilog="examples:\n"
+               "  dreamsync datasets fetch sleep-edf --subjects 0-9 --dir data/sleep-edf\n"
+               "  dreamsync datasets fetch sleep-edf --subjects 0,3,5-7 --nights 1 --dir data/sleep-edf",
+    )
+    p.add_argument("dataset", choices=("sleep-edf",), help="dataset to download")
+    p.add_argument("--subjects", required=True,
+                   help="subject numbers, e.g. 0-9 or 0,3,5-7 (sleep-edf: 0 to 82, of which 39, 68, 69, 78 "
+                        "and 79 were never published)")
+    p.add_argument("--nights", default=None, help="nights, e.g. 1 or 1,2 (default: every night)")
+    p.add_argument("--dir", required=True, help="directory to download into (created if missing)")
+    p.add_argument("--base-url", default=None,
+                   help="root URL of a mirror (default: $DREAMSYNC_SLEEP_EDF_URL, else PhysioNet's)")
+    p.add_argument("--quiet", action="store_true", help="print only notes and the summary")
     return parser
 
 
@@ -235,6 +289,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("dreamsync: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as err:  # one clear line per problem; tracebacks only with --debug
         if args.debug:
             raise
@@ -437,7 +496,8 @@ def _cmd_sim_serve(args) -> int:
 def _cmd_stage(args) -> int:
     from .pipeline import stage_file
 
-    staged = stage_file(args.input, channel=args.channel)
+    model = _load_model(args.model) if args.model else None
+    staged = stage_file(args.input, channel=args.channel, model=model)
     doc = staged.to_json()
     if args.out is None:
         json.dump(doc, sys.stdout)
@@ -447,11 +507,93 @@ def _cmd_stage(args) -> int:
         json.dump(doc, fh)
     if not args.quiet:
         unscored = doc["stages"].count("?")
-        print(f"wrote {args.out}: {len(doc['stages'])} epochs staged from {staged.eeg_channel}"
+        print(f"wrote {args.out}: {len(doc['stages'])} epochs staged from {', '.join(staged.eeg_channels)}"
               + (f" + {staged.emg_channel}" if staged.emg_channel else "")
               + (f", {unscored} unscorable" if unscored else ""))
     return EXIT_OK
 
 
+def _load_model(path: str):
+    from dsp.model import load_model
+
+    try:
+        return load_model(path)
+    except OSError as err:
+        raise InputProblem(f"{path}: {(err.strerror or str(err)).lower()}") from None
+    except ValueError as err:
+        raise InputProblem(str(err)) from None
+
+
+def _cmd_train(args) -> int:
+    from .training import train_model
+
+    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    summary = train_model(args.folder, args.out, channel=args.channel, progress=progress)
+    epochs = ", ".join(f"{name} {n}" for name, n in summary.epochs.items())
+    skipped = f"; {len(summary.skipped)} skipped" if summary.skipped else ""
+    print(f"wrote {args.out}: trained on {summary.recordings} recordings ({epochs} epochs){skipped}")
+    return EXIT_OK
+
+
+def _cmd_datasets(args) -> int:
+    from ingest.datasets import fetch
+    from ingest.errors import DownloadError
+
+    show, tally = _fetch_progress(args.quiet)
+    try:
+        paths = fetch(args.dataset, args.subjects, args.dir, nights=args.nights, base_url=args.base_url,
+                      progress=show)
+    except DownloadError as err:  # the network or the server, not the user's input: exit 3
+        if args.debug:
+            raise
+        print(f"dreamsync: download error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_DEVICE
+    size = f" ({_size(tally['bytes'])})" if tally["downloaded"] else ""
+    print(f"{args.dataset}: {len(paths)} files in {args.dir}, every SHA-256 verified: {tally['downloaded']} "
+          f"downloaded{size}, {tally['present']} already present")
+    return EXIT_OK
+
+
+def _fetch_progress(quiet: bool):
+    """A progress callback for ``datasets fetch`` (a line at each quarter of a file) and its tallies."""
+    tally = {"downloaded": 0, "present": 0, "bytes": 0}
+    quarters: dict = {}
+
+    def show(event) -> None:
+        name = event.file.rsplit("/", 1)[-1]
+        if event.kind == "start":
+            quarters[event.file] = 0
+            return
+        if event.kind == "bytes":
+            quarter = 4 * event.done // event.total if event.total else 0
+            if not 0 < quarter < 4 or quarter <= quarters.get(event.file, 0):
+                return
+            quarters[event.file] = quarter
+            line = f"{name}: {_size(event.done)} of {_size(event.total)} ({25 * quarter} %)"
+        elif event.kind == "done":
+            tally["downloaded"] += 1
+            tally["bytes"] += event.done
+            line = f"{name}: {_size(event.done)} downloaded, checksum ok"
+        elif event.kind == "present":
+            tally["present"] += 1
+            line = f"{name}: already present, checksum ok"
+        elif event.kind == "retry":
+            line = f"note: {event.message}"
+        else:  # a night skipped: shown even when quiet, since it changes what was fetched
+            print(f"dreamsync: note: {event.message}", file=sys.stderr, flush=True)
+            return
+        if not quiet:
+            print(f"dreamsync: {line}", file=sys.stderr, flush=True)
+
+    return show, tally
+
+
+def _size(n_bytes: int) -> str:
+    if n_bytes < 1000:
+        return f"{n_bytes} B"
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e5 else f"{n_bytes / 1e3:.1f} kB"
+
+
 _COMMANDS = {"live": _cmd_live, "record": _cmd_record, "replay": _cmd_replay, "convert": _cmd_convert,
-             "evaluate": _cmd_evaluate, "simulate": _cmd_simulate, "sim-serve": _cmd_sim_serve, "stage": _cmd_stage}
+             "evaluate": _cmd_evaluate, "simulate": _cmd_simulate, "sim-serve": _cmd_sim_serve, "stage": _cmd_stage,
+             "datasets": _cmd_datasets, "train": _cmd_train}

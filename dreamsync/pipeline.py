@@ -535,7 +535,7 @@ class StagedRecording:
 
     result: object  # dsp.staging.StagingResult
     start: dt.datetime | None
-    eeg_channel: str
+    eeg_channels: list
     emg_channel: str | None
 
     def to_json(self) -> dict:
@@ -548,13 +548,64 @@ class StagedRecording:
             "start": self.start.isoformat() if self.start else None,
             "stages": to_labels(r.stages),
             "confidence": [round(float(c), 4) for c in r.confidence],
-            "channels": {"eeg": self.eeg_channel, "emg": self.emg_channel},
+            "channels": {"eeg": list(self.eeg_channels), "emg": self.emg_channel},
             "hypnodensity": {name: [round(float(p), 4) for p in r.probabilities[:, k]] for k, name in enumerate(STAGES)},
             "statistics": sleep_statistics(r.stages, r.epoch_length),
         }
 
 
-def stage_file(path: str, *, channel: str | None = None) -> StagedRecording:
+def staging_channels(rec, path: str, channel: str | None = None) -> tuple:
+    """The channels of a recording to stage from.
+
+    Parameters
+    ----------
+    rec : ingest.edf.EdfRecording
+        The open recording.
+    path : str
+        Its path, for error messages.
+    channel : str, optional
+        EEG channel label(s), comma-separated, matched leniently. Without it: every EEG channel at
+        the rate of the best-placed one (central, then frontal, parietal/occipital, temporal).
+
+    Returns
+    -------
+    eeg : list of int
+        EEG channel indices, all at one rate.
+    emg : int or None
+        A chin EMG channel sampled at >= 50 Hz, if the file has one.
+
+    Raises
+    ------
+    ingest.errors.RecordingError
+        No EEG channel, no such channel, or named channels at different rates.
+    """
+    labels, kinds = rec.labels, [s.kind for s in rec.signals]
+    if channel is not None:
+        try:
+            eeg = [find_channel(labels, name.strip()) for name in channel.split(",") if name.strip()]
+        except KeyError as err:
+            raise RecordingError(f"{path}: {err.args[0]}") from None
+        if len({rec.signals[i].fs for i in eeg}) > 1:
+            raise RecordingError(f"{path}: channels {channel} have different sample rates; stage them separately")
+    else:
+        best = pick_staging_channel(labels, kinds)
+        if best is None:
+            shown = ", ".join(labels) if labels else "none"
+            raise RecordingError(f"{path}: no EEG channel found (channels: {shown}); name one with --channel")
+        eeg = [i for i, k in enumerate(kinds) if k == "EEG" and rec.signals[i].fs == rec.signals[best].fs]
+    emg = next((i for i, k in enumerate(kinds) if k == "EMG" and rec.signals[i].fs >= 50), None)
+    return eeg, emg
+
+
+def read_channels(rec, indices) -> np.ndarray:
+    """Signals of one rate as (channels, samples) float32 uV, NaN in gaps (float32 halves the memory)."""
+    out = np.empty((len(indices), rec.signals[indices[0]].n_samples), dtype=np.float32)
+    for row, i in enumerate(indices):
+        out[row] = rec.read(i)
+    return out
+
+
+def stage_file(path: str, *, channel: str | None = None, model=None) -> StagedRecording:
     """Stage an EDF/EDF+/BDF recording offline.
 
     Parameters
@@ -562,9 +613,11 @@ def stage_file(path: str, *, channel: str | None = None) -> StagedRecording:
     path : str
         The recording.
     channel : str, optional
-        EEG channel to stage from (label, matched leniently); chosen from the labels otherwise
-        (central, then frontal, parietal/occipital, temporal leads). A chin EMG channel is used
-        too when the file has one.
+        EEG channel label(s) to stage from, comma-separated (see :func:`staging_channels`); by
+        default every EEG channel at the best-placed one's rate. A chin EMG channel is used too
+        when the file has one.
+    model : dsp.model.StagingModel, optional
+        Staging parameters, e.g. from ``dreamsync train``; the default model if omitted.
 
     Raises
     ------
@@ -578,22 +631,12 @@ def stage_file(path: str, *, channel: str | None = None) -> StagedRecording:
     from ingest.edf import read_edf
 
     rec = read_edf(path)
-    labels, kinds = rec.labels, [s.kind for s in rec.signals]
-    if channel is not None:
-        try:
-            eeg = find_channel(labels, channel)
-        except KeyError as err:
-            raise RecordingError(f"{path}: {err.args[0]}") from None
-    else:
-        eeg = pick_staging_channel(labels, kinds)
-        if eeg is None:
-            shown = ", ".join(labels) if labels else "none"
-            raise RecordingError(f"{path}: no EEG channel found (channels: {shown}); name one with --channel")
-    emg = next((i for i, k in enumerate(kinds) if k == "EMG" and rec.signals[i].fs >= 50), None)
+    eeg, emg = staging_channels(rec, path, channel)
+    labels = rec.labels
     try:
-        result = stage(rec.read(eeg), rec.signals[eeg].fs,
+        result = stage(read_channels(rec, eeg), rec.signals[eeg[0]].fs,
                        emg=rec.read(emg) if emg is not None else None,
-                       emg_fs=rec.signals[emg].fs if emg is not None else None)
+                       emg_fs=rec.signals[emg].fs if emg is not None else None, model=model)
     except SignalError as err:
-        raise SignalError(f"{path}: channel {labels[eeg]!r}: {err}") from None
-    return StagedRecording(result, rec.start, labels[eeg], labels[emg] if emg is not None else None)
+        raise SignalError(f"{path}: channels {', '.join(labels[i] for i in eeg)}: {err}") from None
+    return StagedRecording(result, rec.start, [labels[i] for i in eeg], labels[emg] if emg is not None else None)

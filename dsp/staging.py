@@ -1,18 +1,29 @@
-"""A first, honest sleep stager: spectral rules with HMM smoothing, offline and live.
+"""Sleep staging that adapts to each recording without labels, offline and live.
 
-Evidence per 30-s epoch
-    - log relative EEG power in the AASM bands (delta 0.5-4, theta 4-8, alpha 8-12, sigma 12-16,
-      beta 16-30 Hz), averaged over the EEG channels given. Relative powers make the stager
-      amplitude invariant, so a consumer headband's low frontal amplitudes do not read as wake;
-    - when a chin EMG is given, its 10-100 Hz tone relative to this night's NREM tone (the epochs
-      whose EEG alone says N2 or N3): higher in W, lowest in REM. NREM is the reference because a
-      recording's median tone is wake tone when the recording is mostly wake.
-Each stage has a prototype spectrum (typical relative band powers of a scalp lead in that stage,
-from the AASM descriptions); an epoch's likelihood under a stage falls with its squared log-distance
-from the prototype. A sticky hidden Markov model then smooths: forward-backward offline, forward only
-live. No parameter was fitted to data. It is the baseline that a feature-rich, per-recording adaptive
-classifier replaces; its agreement with experts must be measured on real recordings, never on the
-simulator.
+Model
+    Each 30-s epoch gives the features of :mod:`dsp.features`: the log delta power, which depends
+    on the recording's gain (amplifier, electrode distance, skull), and log shares of the theta,
+    alpha, sigma and beta bands, which do not. Each stage has a prototype: typical feature values
+    of a scalp lead in that stage, with the delta power relative to the recording's own N2 level
+    ``g``, and a spread. Prototypes follow the AASM descriptions (W: beta and alpha, low delta;
+    N1: theta, alpha fading; N2: more delta, sigma; N3: delta dominates; REM: like N1 with less
+    alpha and sigma) and were set by hand, not fitted to any recording.
+
+Adaptation
+    ``g`` is unknown, so the stager keeps a bank of hypotheses about it (a grid of 0.05 log10
+    units around the recording's own level) and weighs each by the evidence the whole sequence
+    gives it under a hidden Markov model, whose transition matrix is counted in 20 real expert
+    hypnograms (Sleep-EDF, :data:`TRANSITIONS_FILE`). The stage probabilities are the evidence-
+    weighted mixture over the bank. Scaling the signal by any factor shifts the delta power and
+    the grid alike, so staging is amplitude invariant.
+
+Context
+    Offline: forward-backward over the whole recording. Live: the forward pass of every
+    hypothesis, one epoch at a time (causal); an epoch's stage is final when the epoch ends.
+
+EMG
+    A chin EMG's 10-100 Hz tone, as a robust z-score against this night's NREM tone, raises W
+    and lowers REM (REM has the lowest tone).
 """
 
 from __future__ import annotations
@@ -22,41 +33,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SignalError
-from .hmm import forward_backward, forward_step
+from .features import EEG_FEATURES, GAIN_DEPENDENT, eeg_features, emg_log_power
+from .hmm import forward_backward, predict_and_update
+from .model import StagingModel, default_model
 from .quality import epoch_quality, scorable, unscorable_reason
-from .spectral import band_powers, epoch_psd
 from .stages import EPOCH_SECONDS, STAGES, UNSCORED
 
 MIN_RATE_HZ = 50.0
-BANDS_HZ = np.array([[0.5, 4.0], [4.0, 8.0], [8.0, 12.0], [12.0, 16.0], [16.0, 30.0]])
-EMG_BAND_HZ = (10.0, 100.0)
-
-# Typical relative band powers (delta, theta, alpha, sigma, beta) of each stage: rows W..REM.
-_PROTOTYPES = np.array([
-    [0.40, 0.14, 0.24, 0.08, 0.14],  # W: alpha (eyes closed) and beta
-    [0.55, 0.20, 0.10, 0.06, 0.09],  # N1: alpha gives way to theta
-    [0.72, 0.12, 0.06, 0.06, 0.04],  # N2: more delta, sigma from spindles
-    [0.88, 0.06, 0.03, 0.02, 0.01],  # N3: slow waves dominate
-    [0.58, 0.19, 0.09, 0.05, 0.09],  # REM: low-amplitude mixed frequency, theta
-])
-_LOG_PROTOTYPES = np.log(_PROTOTYPES / _PROTOTYPES.sum(axis=1, keepdims=True))
-# SD of each log relative band power around its stage's prototype. Beta is the loosest: its share
-# depends most on the amplifier's filters, the montage and muscle noise, least on the stage.
-_SPREAD = np.array([0.35, 0.45, 0.5, 0.5, 1.0])
-# How EMG tone (z-score within the recording) shifts each stage's log likelihood.
-_EMG_WEIGHT = np.array([1.0, 0.3, 0.0, 0.0, -1.0])
-
-# 30-s transition probabilities (rows from, columns to W, N1, N2, N3, REM): stages persist, and
-# follow the usual order W -> N1 -> N2 <-> N3, N2 -> REM, with awakenings from any stage.
-_TRANSITIONS = np.array([
-    [0.900, 0.080, 0.015, 0.0025, 0.0025],
-    [0.060, 0.800, 0.120, 0.005, 0.015],
-    [0.015, 0.020, 0.920, 0.030, 0.015],
-    [0.010, 0.005, 0.050, 0.935, 0.0001],
-    [0.020, 0.020, 0.020, 0.0001, 0.940],
-])
-LOG_TRANSITIONS = np.log(_TRANSITIONS / _TRANSITIONS.sum(axis=1, keepdims=True))
-LOG_INITIAL = np.log(np.array([0.6, 0.15, 0.15, 0.05, 0.05]))
+#: Fewest NREM epochs that make an EMG tone reference.
+MIN_EMG_REFERENCE_EPOCHS = 10
+#: Gain hypotheses: offsets (log10 power) around the recording's own delta level.
+GAIN_OFFSETS = np.arange(-1.5, 1.5001, 0.05)
+#: Features that a headband's noise floor and filters shift in every stage alike (beta share,
+#: spectral slope, permutation entropy): each gets a per-recording offset, estimated by EM.
+NOISE_SENSITIVE = np.array([EEG_FEATURES.index(name) for name in ("beta_share", "spectral_slope",
+                                                                  "permutation_entropy")])
+#: Prior weight of "no offset", in N2 epochs: a short recording moves its offsets less.
+OFFSET_PRIOR_EPOCHS = 50.0
+MAX_EM_ITERATIONS = 20
 
 
 @dataclass(frozen=True)
@@ -81,6 +75,39 @@ class StagingResult:
     epoch_length: float = EPOCH_SECONDS
 
 
+def emission_loglik(model: StagingModel, features: np.ndarray, gain: float, emg_z: np.ndarray | None = None) -> np.ndarray:
+    """Log likelihood of each stage for each epoch's features, given the recording's gain.
+
+    Parameters
+    ----------
+    model : StagingModel
+        Prototypes, spreads and EMG weights.
+    features : ndarray, shape (n_epochs, 5)
+        Output of :func:`dsp.features.eeg_features`.
+    gain : float
+        The recording's N2 delta level (log10 uV^2): the hypothesis being scored.
+    emg_z : ndarray, shape (n_epochs,), optional
+        EMG tone as a robust z-score against this night's NREM tone (0 = typical NREM tone).
+
+    Returns
+    -------
+    ndarray, shape (n_epochs, 5)
+    """
+    x = features - gain * GAIN_DEPENDENT
+    z = (x[:, None, :] - model.prototypes[None, :, :]) / model.spread[None, :, :]
+    loglik = -0.5 * (z * z).sum(axis=-1) - np.log(model.spread).sum(axis=1)
+    if emg_z is not None:
+        loglik = loglik + np.clip(emg_z, -3.0, 3.0)[:, None] * model.emg_weight[None, :]
+    return loglik
+
+
+def robust_z(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``(values - median) / (1.4826 * MAD)`` with median and MAD taken over ``reference``."""
+    med = np.median(reference)
+    mad = 1.4826 * np.median(np.abs(reference - med))
+    return (values - med) / mad if mad > 0 else np.zeros_like(values)
+
+
 def _check_rate(fs: float) -> None:
     if not fs >= MIN_RATE_HZ:
         raise SignalError(f"staging needs a sample rate of at least {MIN_RATE_HZ:g} Hz, got {fs:g} Hz")
@@ -93,100 +120,10 @@ def _as_epochs(x: np.ndarray, fs: float) -> np.ndarray:
     return x[:, : n_epochs * n_per].reshape(x.shape[0], n_epochs, n_per)
 
 
-def _fill_missing(epochs: np.ndarray) -> np.ndarray:
-    """Replace a few lost samples by their epoch's mean so spectra stay defined (never output data)."""
-    bad = ~np.isfinite(epochs)
-    if not bad.any():
-        return epochs
-    finite = np.where(bad, 0.0, epochs)
-    counts = np.maximum((~bad).sum(axis=-1, keepdims=True), 1)  # an all-missing epoch gets 0
-    return np.where(bad, finite.sum(axis=-1, keepdims=True) / counts, epochs)
-
-
-def _epoch_band_powers(epochs: np.ndarray, fs: float, bands_hz: np.ndarray) -> np.ndarray:
-    """Band powers (uV^2) of (channels, epochs, samples), shape (channels, epochs, bands).
-
-    Bands are capped at 0.45 fs: at 50 Hz, beta ends below Nyquist.
-    """
-    n_ch, n_ep, n_s = epochs.shape
-    freqs, psd = epoch_psd(_fill_missing(epochs).reshape(n_ch * n_ep, n_s), fs)
-    edges = np.array(bands_hz, dtype=np.float64)
-    edges[:, 1] = np.minimum(edges[:, 1], 0.45 * fs)
-    return band_powers(psd, freqs, edges).reshape(n_ch, n_ep, -1)
-
-
-def eeg_evidence(epochs: np.ndarray, fs: float) -> np.ndarray:
-    """Log relative band powers of EEG epochs.
-
-    Parameters
-    ----------
-    epochs : ndarray, shape (n_channels, n_epochs, n_samples)
-        EEG in uV.
-    fs : float
-        Sample rate in Hz.
-
-    Returns
-    -------
-    ndarray, shape (n_epochs, 5)
-        Log relative power in each band of :data:`BANDS_HZ`, averaged over channels.
-    """
-    power = _epoch_band_powers(epochs, fs, BANDS_HZ) + 1e-12
-    return np.log(power / power.sum(axis=-1, keepdims=True)).mean(axis=0)
-
-
-def emg_log_power(epochs: np.ndarray, fs: float) -> np.ndarray:
-    """Log EMG power (uV^2) in 10-100 Hz (capped below Nyquist) per epoch, averaged over channels.
-
-    Parameters
-    ----------
-    epochs : ndarray, shape (n_channels, n_epochs, n_samples)
-        EMG in uV.
-    fs : float
-        Sample rate in Hz.
-
-    Returns
-    -------
-    ndarray, shape (n_epochs,)
-    """
-    power = _epoch_band_powers(epochs, fs, np.array([EMG_BAND_HZ]))[..., 0]
-    return np.log(power + 1e-12).mean(axis=0)
-
-
-def emission_loglik(eeg_log_rel: np.ndarray, emg_z: np.ndarray | None = None) -> np.ndarray:
-    """Log likelihood of each stage for each epoch's evidence, shape (n_epochs, 5).
-
-    Parameters
-    ----------
-    eeg_log_rel : ndarray, shape (n_epochs, 5)
-        Output of :func:`eeg_evidence`.
-    emg_z : ndarray, shape (n_epochs,), optional
-        EMG tone as a robust z-score against this night's NREM tone (0 = typical NREM tone).
-    """
-    diff = eeg_log_rel[:, None, :] - _LOG_PROTOTYPES[None, :, :]
-    loglik = -0.5 * ((diff / _SPREAD) ** 2).sum(axis=-1)
-    if emg_z is not None:
-        loglik = loglik + np.clip(emg_z, -3.0, 3.0)[:, None] * _EMG_WEIGHT[None, :]
-    return loglik
-
-
-#: Fewest NREM epochs that make an EMG tone reference.
-MIN_EMG_REFERENCE_EPOCHS = 10
-
-
-def is_nrem_by_eeg(eeg_log_rel: np.ndarray) -> np.ndarray:
-    """Epochs whose EEG evidence alone is closest to N2 or N3, shape (n_epochs,) bool."""
-    return np.isin(emission_loglik(eeg_log_rel).argmax(axis=1), (2, 3))
-
-
-def robust_z(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``(values - median) / (1.4826 * MAD)`` with median and MAD taken over ``reference``."""
-    med = np.median(reference)
-    mad = 1.4826 * np.median(np.abs(reference - med))
-    return (values - med) / mad if mad > 0 else np.zeros_like(values)
-
-
 def _as_2d(x, name: str) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2 or x.shape[0] == 0:
@@ -194,7 +131,71 @@ def _as_2d(x, name: str) -> np.ndarray:
     return x
 
 
-def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None) -> StagingResult:
+def scorable_epochs(epochs: np.ndarray) -> np.ndarray:
+    """Which epochs can be scored on every channel.
+
+    Parameters
+    ----------
+    epochs : ndarray, shape (n_channels, n_epochs, n_samples)
+        Signal in uV; NaN marks lost samples.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_epochs,)
+    """
+    return np.all([scorable(epoch_quality(ch)) for ch in epochs], axis=0)
+
+
+def _bank_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z) -> np.ndarray:
+    """Evidence-weighted forward-backward posterior over the bank of gain hypotheses, shape (T, 5)."""
+    anchor = float(np.median(features[ok, 0]))
+    log_trans, log_init = model.log_transitions, model.log_initial
+    posts, evidence = [], []
+    for offset in GAIN_OFFSETS:
+        loglik = emission_loglik(model, features, anchor + offset, emg_z)
+        loglik[~ok] = 0.0  # no evidence: the HMM carries the neighbours' context through
+        post, log_evidence = forward_backward(loglik, log_trans, log_init)
+        posts.append(post)
+        evidence.append(log_evidence)
+    evidence = np.array(evidence)
+    weights = np.exp(evidence - evidence.max())
+    weights /= weights.sum()
+    return np.tensordot(weights, np.array(posts), axes=1), anchor + GAIN_OFFSETS[int(evidence.argmax())]
+
+
+def _offset_update(model: StagingModel, x: np.ndarray, post: np.ndarray) -> tuple:
+    """Sufficient statistics of the per-recording feature offsets: precision-weighted residuals
+    of ``x`` (n, n_features, gain removed) from the prototypes, and their precisions, summed over epochs
+    weighted by the stage posteriors ``post`` (n, 5)."""
+    precision = 1.0 / model.spread ** 2
+    residual = (post[:, :, None] * (x[:, None, :] - model.prototypes[None]) * precision[None]).sum(axis=(0, 1))
+    weight = (post[:, :, None] * precision[None]).sum(axis=(0, 1))
+    return residual, weight
+
+
+def _offsets(model: StagingModel, residual: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """MAP offsets of the noise-sensitive features, shrunk to 0 by :data:`OFFSET_PRIOR_EPOCHS` N2 epochs."""
+    out = np.zeros_like(residual)
+    out[NOISE_SENSITIVE] = residual[NOISE_SENSITIVE] / (
+        weight[NOISE_SENSITIVE] + OFFSET_PRIOR_EPOCHS / model.spread[2, NOISE_SENSITIVE] ** 2)
+    return out
+
+
+def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z) -> np.ndarray:
+    """Posterior over stages after estimating the recording's gain and feature offsets (EM), shape (T, 5)."""
+    offset = np.zeros(features.shape[1])
+    for _ in range(MAX_EM_ITERATIONS):
+        post, gain = _bank_posterior(model, features - offset, ok, emg_z)
+        residual, weight = _offset_update(model, features[ok] - gain * GAIN_DEPENDENT, post[ok])
+        new = _offsets(model, residual, weight)
+        converged = np.abs(new - offset).max() < 1e-3
+        offset = new
+        if converged:
+            break
+    return _bank_posterior(model, features - offset, ok, emg_z)[0]
+
+
+def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: StagingModel | None = None) -> StagingResult:
     """Stage a whole recording offline (context in both directions).
 
     Parameters
@@ -207,6 +208,8 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None) -> StagingRe
         Chin EMG in uV covering the same time span.
     emg_fs : float, optional
         EMG sample rate in Hz; ``fs`` if omitted.
+    model : StagingModel, optional
+        Parameters (e.g. from ``dreamsync train``); :func:`dsp.model.default_model` if omitted.
 
     Returns
     -------
@@ -232,21 +235,20 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None) -> StagingRe
     if not ok.any():
         worst = min(quality, key=lambda q: int(scorable(q).sum()))
         raise SignalError(f"no epoch can be scored: {unscorable_reason(worst)}")
-    evidence = eeg_evidence(epochs, fs)
-    emg_z = None
+    model = default_model() if model is None else model
+    features = eeg_features(epochs, fs)
+    post = _adapted_posterior(model, features, ok, None)
     if emg is not None:
         emg_fs = fs if emg_fs is None else emg_fs
         _check_rate(emg_fs)
         emg_epochs = _as_epochs(_as_2d(emg, "emg"), emg_fs)[:, :n_epochs]
         if emg_epochs.shape[1] == n_epochs:
-            emg_ok = np.all([scorable(epoch_quality(ch)) for ch in emg_epochs], axis=0)
+            emg_ok = scorable_epochs(emg_epochs)
             power = emg_log_power(emg_epochs, emg_fs)
-            reference = emg_ok & ok & is_nrem_by_eeg(evidence)
+            reference = emg_ok & ok & (post[:, 2] + post[:, 3] > 0.5)
             if reference.sum() >= MIN_EMG_REFERENCE_EPOCHS:
                 emg_z = np.where(emg_ok, robust_z(power, power[reference]), 0.0)
-    loglik = emission_loglik(evidence, emg_z)
-    loglik[~ok] = 0.0  # no evidence: the HMM carries the neighbours' context through
-    post = forward_backward(loglik, LOG_TRANSITIONS, LOG_INITIAL)
+                post = _adapted_posterior(model, features, ok, emg_z)
     stages = post.argmax(axis=1).astype(np.int8)
     confidence = post.max(axis=1)
     stages[~ok] = UNSCORED
@@ -279,6 +281,9 @@ class EpochStage:
 class LiveStager:
     """Causal staging of a stream: feed samples as they arrive, get each epoch's stage when it ends.
 
+    The bank of gain hypotheses is anchored on the first scorable epoch and filtered forward; each
+    epoch's probabilities are the evidence-weighted mixture over the bank so far.
+
     Parameters
     ----------
     fs : float
@@ -287,16 +292,26 @@ class LiveStager:
         Number of EEG channels in each pushed ``eeg`` block, by default 1.
     n_emg : int, optional
         Number of EMG channels in each pushed ``emg`` block (0 = none), by default 0.
+    model : StagingModel, optional
+        Parameters; :func:`dsp.model.default_model` if omitted.
     """
 
-    def __init__(self, fs: float, n_eeg: int = 1, n_emg: int = 0):
+    def __init__(self, fs: float, n_eeg: int = 1, n_emg: int = 0, model: StagingModel | None = None):
         _check_rate(fs)
+        self.model = default_model() if model is None else model
+        self._log_trans = self.model.log_transitions
         self.fs = float(fs)
         self.n_eeg, self.n_emg = n_eeg, n_emg
         self._n_per = int(round(EPOCH_SECONDS * fs))
-        self._buffer = np.empty((n_eeg + n_emg, 0))
-        self._log_post: np.ndarray | None = None
-        self._nrem_emg: list = []  # EMG log power of epochs the EEG calls NREM
+        self._buffer = np.empty((n_eeg + n_emg, self._n_per))
+        self._filled = 0
+        self._gains: np.ndarray | None = None
+        self._log_post = np.tile(self.model.log_initial, (len(GAIN_OFFSETS), 1))
+        self._log_evidence = np.zeros(len(GAIN_OFFSETS))
+        self._started = False
+        self._offset_stats = (np.zeros(len(EEG_FEATURES)), np.zeros(len(EEG_FEATURES)))
+        self._offset = np.zeros(len(EEG_FEATURES))
+        self._nrem_emg: list = []  # EMG log power of epochs the stager called NREM
         self.epochs_done = 0
 
     def push(self, eeg: np.ndarray, emg: np.ndarray | None = None) -> list:
@@ -308,48 +323,76 @@ class LiveStager:
             EEG in uV; NaN for lost samples.
         emg : ndarray, shape (n_emg, n), optional
             EMG in uV, required when ``n_emg > 0``.
+
+        Returns
+        -------
+        list of EpochStage
         """
-        rows = [np.asarray(eeg, dtype=np.float64).reshape(self.n_eeg, -1)]
-        if self.n_emg:
-            if emg is None:
-                raise SignalError("this LiveStager was built with EMG channels: push emg too")
-            rows.append(np.asarray(emg, dtype=np.float64).reshape(self.n_emg, -1))
-        self._buffer = np.hstack([self._buffer, np.vstack(rows)])
+        eeg = np.asarray(eeg).reshape(self.n_eeg, -1)
+        if self.n_emg and emg is None:
+            raise SignalError("this LiveStager was built with EMG channels: push emg too")
+        emg = np.asarray(emg).reshape(self.n_emg, -1) if self.n_emg else None
         out = []
-        while self._buffer.shape[1] >= self._n_per:
-            out.append(self._stage_epoch(self._buffer[:, : self._n_per]))
-            self._buffer = self._buffer[:, self._n_per :]
+        start, n = 0, eeg.shape[1]
+        while start < n:
+            take = min(n - start, self._n_per - self._filled)
+            self._buffer[: self.n_eeg, self._filled : self._filled + take] = eeg[:, start : start + take]
+            if emg is not None:
+                self._buffer[self.n_eeg :, self._filled : self._filled + take] = emg[:, start : start + take]
+            self._filled += take
+            start += take
+            if self._filled == self._n_per:
+                out.append(self._stage_epoch(self._buffer))
+                self._filled = 0
         return out
 
     def push_gap(self, n: int) -> list:
         """Account for ``n`` lost samples: they count as missing, never as data."""
         return self.push(np.full((self.n_eeg, n), np.nan), np.full((self.n_emg, n), np.nan) if self.n_emg else None)
 
+    def _emg_z(self, epoch: np.ndarray):
+        """EMG tone z-score of this epoch (None until there is a NREM reference) and its log power."""
+        emg = epoch[self.n_eeg :, None, :]
+        if not np.all(scorable_epochs(emg)):
+            return None, None
+        power = emg_log_power(emg, self.fs)
+        z = robust_z(power, np.array(self._nrem_emg)) if len(self._nrem_emg) >= MIN_EMG_REFERENCE_EPOCHS else None
+        return z, power[0]
+
     def _stage_epoch(self, epoch: np.ndarray) -> EpochStage:
         eeg = epoch[: self.n_eeg, None, :]
-        ok = bool(np.all(scorable(epoch_quality(eeg[:, 0, :]))))
-        loglik = np.zeros(len(STAGES))
+        ok = bool(np.all(scorable_epochs(eeg)))
+        n_bank = len(GAIN_OFFSETS)
+        loglik = np.zeros((n_bank, len(STAGES)))
+        emg_power = None
         if ok:
-            evidence = eeg_evidence(eeg, self.fs)
-            emg_z = None
-            if self.n_emg:
-                emg = epoch[self.n_eeg :, None, :]
-                if np.all(scorable(epoch_quality(emg[:, 0, :]))):
-                    power = emg_log_power(emg, self.fs)
-                    if len(self._nrem_emg) >= MIN_EMG_REFERENCE_EPOCHS:
-                        emg_z = robust_z(power, np.array(self._nrem_emg))
-                    if is_nrem_by_eeg(evidence)[0]:
-                        self._nrem_emg.append(power[0])
-            loglik = emission_loglik(evidence, emg_z)[0]
-        if self._log_post is None:
-            post = LOG_INITIAL + loglik
-            self._log_post = post - np.logaddexp.reduce(post)
-        else:
-            self._log_post = forward_step(self._log_post, loglik, LOG_TRANSITIONS)
-        probs = np.exp(self._log_post)
+            features = eeg_features(eeg, self.fs)
+            if self._gains is None:
+                self._gains = features[0, 0] + GAIN_OFFSETS
+            emg_z, emg_power = self._emg_z(epoch) if self.n_emg else (None, None)
+            for b in range(n_bank):
+                loglik[b] = emission_loglik(self.model, features - self._offset, self._gains[b], emg_z)[0]
+        for b in range(n_bank):
+            if self._started:
+                unnormalised = predict_and_update(self._log_post[b], loglik[b], self._log_trans)
+            else:
+                unnormalised = self.model.log_initial + loglik[b]
+            step = np.logaddexp.reduce(unnormalised)
+            self._log_evidence[b] += step
+            self._log_post[b] = unnormalised - step
+        self._started = True
+        weights = np.exp(self._log_evidence - self._log_evidence.max())
+        probs = weights @ np.exp(self._log_post) / weights.sum()
         index = self.epochs_done
         self.epochs_done += 1
         if not ok:
             return EpochStage(index, UNSCORED, 0.0, probs)
+        if emg_power is not None and probs[2] + probs[3] > 0.5:
+            self._nrem_emg.append(emg_power)
+        # online EM: this epoch's share of the evidence about the recording's feature offsets
+        gain = self._gains[int(self._log_evidence.argmax())]
+        residual, weight = _offset_update(self.model, features - gain * GAIN_DEPENDENT, probs[None, :])
+        self._offset_stats = (self._offset_stats[0] + residual, self._offset_stats[1] + weight)
+        self._offset = _offsets(self.model, *self._offset_stats)
         best = int(probs.argmax())
         return EpochStage(index, best, float(probs[best]), probs)

@@ -15,3 +15,11 @@ class RecordingError(IngestError):
 
 class DeviceError(IngestError):
     """A device cannot be opened or stopped streaming: wrong port, no adapter, not found."""
+
+
+class DatasetError(IngestError):
+    """A public dataset cannot be fetched as asked: unknown name, bad subject list, subject not published."""
+
+
+class DownloadError(DatasetError):
+    """A download failed: server unreachable, HTTP error, or bytes that do not match the published checksum."""

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dsp.hmm import forward_backward, forward_step
+from dsp.hmm import forward_backward, forward_filter, forward_step
 from dsp.quality import epoch_quality, scorable
 from dsp.spectral import band_powers, epoch_psd
 
@@ -72,7 +72,7 @@ def _brute_force_posterior(emit, trans, init):
             p *= trans[path[t - 1], path[t]] * emit[t, path[t]]
         for t, s in enumerate(path):
             post[t, s] += p
-    return post / post.sum(axis=1, keepdims=True)
+    return post / post.sum(axis=1, keepdims=True), post[0].sum()
 
 
 @settings(max_examples=30, deadline=None)
@@ -83,8 +83,13 @@ def test_forward_backward_matches_enumeration_of_all_paths(seed, t_len, k):
     trans = rng.uniform(0.01, 1, (k, k))
     trans /= trans.sum(1, keepdims=True)
     init = rng.dirichlet(np.ones(k))
-    post = forward_backward(np.log(emit), np.log(trans), np.log(init))
-    np.testing.assert_allclose(post, _brute_force_posterior(emit, trans, init), rtol=1e-9, atol=1e-12)
+    post, log_evidence = forward_backward(np.log(emit), np.log(trans), np.log(init))
+    expected_post, evidence = _brute_force_posterior(emit, trans, init)
+    np.testing.assert_allclose(post, expected_post, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(log_evidence, np.log(evidence), rtol=1e-9)
+    log_alpha, filtered_evidence = forward_filter(np.log(emit), np.log(trans), np.log(init))
+    np.testing.assert_allclose(filtered_evidence, np.log(evidence), rtol=1e-9)
+    np.testing.assert_allclose(np.exp(log_alpha[-1]), expected_post[-1], rtol=1e-9, atol=1e-12)
 
 
 def test_forward_step_is_bayes_filtering():

@@ -1,0 +1,100 @@
+"""Per-epoch features that sleep stages differ in, from EEG and EMG.
+
+EEG features are defined on 0.5-22 Hz, below the Nyquist frequency of every rate the stager
+accepts (>= 50 Hz), so a 50-Hz and a 256-Hz recording give comparable numbers.
+
+- ``delta_log_power``: log10 power in 0.5-4 Hz (uV^2). The only EEG feature that depends on the
+  amplifier's gain and the electrode distance; the stager estimates that offset per recording.
+- ``theta_share``, ``alpha_share``, ``sigma_share``, ``beta_share``: log10 of the power in 4-8,
+  8-12, 12-16 and 16-22 Hz as a share of the 0.5-22 Hz power. Shares do not depend on gain.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .complexity import permutation_entropy
+from .filters import design_sos, sosfiltfilt
+from .spectral import band_powers, epoch_psd
+
+EEG_FEATURES = ("delta_log_power", "theta_share", "alpha_share", "sigma_share", "beta_share",
+                "spectral_slope", "permutation_entropy")
+#: Which EEG features shift with the recording's gain (log10 power: +2 log10(a) for a signal scaled by a).
+GAIN_DEPENDENT = np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+_SLOPE_HZ = (2.0, 20.0)
+#: Permutation entropy is taken on a 0.5-22 Hz signal at ~50 Hz (every k-th sample), comparable across rates.
+_ENTROPY_RATE_HZ = 50.0
+_EEG_BANDS_HZ = np.array([[0.5, 4.0], [4.0, 8.0], [8.0, 12.0], [12.0, 16.0], [16.0, 22.0]])
+EMG_BAND_HZ = (10.0, 100.0)
+
+
+def fill_missing(epochs: np.ndarray) -> np.ndarray:
+    """Replace a few lost samples (NaN) by their epoch's mean so spectra stay defined.
+
+    Only for feature extraction, never for output data. An all-missing epoch becomes zeros.
+
+    Parameters
+    ----------
+    epochs : ndarray, shape (..., n_samples)
+
+    Returns
+    -------
+    ndarray, same shape
+    """
+    bad = ~np.isfinite(epochs)
+    if not bad.any():
+        return epochs
+    finite = np.where(bad, 0.0, epochs)
+    counts = np.maximum((~bad).sum(axis=-1, keepdims=True), 1)
+    return np.where(bad, finite.sum(axis=-1, keepdims=True) / counts, epochs)
+
+
+def eeg_features(epochs: np.ndarray, fs: float) -> np.ndarray:
+    """EEG features of every epoch, averaged over channels.
+
+    Parameters
+    ----------
+    epochs : ndarray, shape (n_channels, n_epochs, n_samples)
+        EEG in uV; NaN marks lost samples (filled for the spectrum only).
+    fs : float
+        Sample rate in Hz (>= 50).
+
+    Returns
+    -------
+    ndarray, shape (n_epochs, 5)
+        Columns as :data:`EEG_FEATURES`, log10 units.
+    """
+    n_ch, n_ep, n_s = epochs.shape
+    freqs, psd = epoch_psd(fill_missing(epochs).reshape(n_ch * n_ep, n_s), fs)
+    power = band_powers(psd, freqs, _EEG_BANDS_HZ).reshape(n_ch, n_ep, -1) + 1e-12
+    shares = np.log10(power / power.sum(axis=-1, keepdims=True))
+    shares[..., 0] = np.log10(power[..., 0])
+    fit = (freqs >= _SLOPE_HZ[0]) & (freqs <= _SLOPE_HZ[1])
+    logf = np.log10(freqs[fit])
+    logp = np.log10(psd[:, fit] + 1e-12)
+    slope = ((logp - logp.mean(axis=1, keepdims=True)) @ (logf - logf.mean())) / ((logf - logf.mean()) ** 2).sum()
+    band = sosfiltfilt(design_sos(fs, 0.5, 22.0), fill_missing(epochs).reshape(n_ch, n_ep * n_s)).reshape(n_ch * n_ep, n_s)
+    delay = max(1, int(round(fs / _ENTROPY_RATE_HZ)))
+    entropy = permutation_entropy(band, 3, delay)
+    out = np.concatenate([shares, slope.reshape(n_ch, n_ep, 1), entropy.reshape(n_ch, n_ep, 1)], axis=-1)
+    return out.mean(axis=0)
+
+
+def emg_log_power(epochs: np.ndarray, fs: float) -> np.ndarray:
+    """Log10 EMG power (uV^2) in 10-100 Hz (capped at 0.45 fs) per epoch, averaged over channels.
+
+    Parameters
+    ----------
+    epochs : ndarray, shape (n_channels, n_epochs, n_samples)
+        EMG in uV.
+    fs : float
+        Sample rate in Hz.
+
+    Returns
+    -------
+    ndarray, shape (n_epochs,)
+    """
+    n_ch, n_ep, n_s = epochs.shape
+    freqs, psd = epoch_psd(fill_missing(epochs).reshape(n_ch * n_ep, n_s), fs)
+    band = np.array([[EMG_BAND_HZ[0], min(EMG_BAND_HZ[1], 0.45 * fs)]])
+    return np.log10(band_powers(psd, freqs, band)[:, 0] + 1e-12).reshape(n_ch, n_ep).mean(axis=0)
