@@ -212,6 +212,8 @@ def load_model(path) -> StagingModel:
         data = json.loads(pathlib.Path(path).read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not a dreamsync model (not JSON: {err.msg})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a dreamsync model (not text)") from None
     if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
         raise ValueError(f"{path}: not a dreamsync staging model")
     if data.get("version") != MODEL_VERSION or data.get("features") != list(EEG_FEATURES):

@@ -1,7 +1,9 @@
-"""The first stager, offline and live.
+"""The stager, offline and live.
 
 Agreement with the simulator's truth checks the wiring and the stager's logic, not accuracy on
-people: the simulator and the stager share the textbook picture of each stage.
+people. The real DREAMS excerpts (read in place from ../shared) check the properties the stager
+promises on real EEG: a stage for every excerpt, amplitude invariance, live close to offline.
+Agreement with the experts is measured by benchmarks/staging_dreams.py, not asserted here.
 """
 
 import numpy as np
@@ -29,9 +31,7 @@ def test_offline_staging_follows_the_simulated_truth(night):
     band, data = night
     result = stage(data[0], band.fs, emg=data[3])
     assert result.stages.shape == (len(band.hypnogram),)
-    # >= 0.75, not more: this fixed-prototype stager does not adapt to a simulated person's
-    # slow-wave amplitude (N2 drifts towards N3); per-recording adaptation is the classifier's job
-    assert (result.stages == band.hypnogram).mean() >= 0.75
+    assert (result.stages == band.hypnogram).mean() >= 0.8
     np.testing.assert_allclose(result.probabilities.sum(1), 1.0)
     assert np.all((result.confidence > 0) & (result.confidence <= 1))
 
@@ -94,9 +94,44 @@ def test_unusable_signals_raise_one_clear_error(eeg, fs, match):
         stage(eeg, fs)
 
 
-def test_real_development_excerpts_each_get_a_stage_per_epoch(dreams_dir):
+DREAMS_RATES = ((1, 100.0), (2, 200.0), (3, 50.0), (4, 200.0))
+
+
+@pytest.fixture(scope="module")
+def excerpts():
+    from conftest import DREAMS
+
+    if not (DREAMS / "excerpt1.txt").is_file():
+        pytest.skip("../shared/data/dreams-spindles is not present")
+    return [(np.loadtxt(DREAMS / f"excerpt{n}.txt", skiprows=1), fs) for n, fs in DREAMS_RATES]
+
+
+def test_real_development_excerpts_each_get_a_stage_per_epoch(excerpts):
     """Every excerpt, including the 50-Hz one, is staged; agreement is measured by benchmarks/."""
-    for number, fs in ((1, 100.0), (2, 200.0), (3, 50.0), (4, 200.0)):
-        eeg = np.loadtxt(dreams_dir / f"excerpt{number}.txt", skiprows=1)
+    for eeg, fs in excerpts:
         result = stage(eeg, fs)
         assert result.stages.shape == (60,) and np.all(result.stages >= 0)
+
+
+def test_real_eeg_scaled_by_half_or_double_changes_at_most_five_percent(excerpts):
+    changed = total = 0
+    for eeg, fs in excerpts:
+        base = stage(eeg, fs).stages
+        for factor in (0.5, 2.0):
+            changed += int((stage(eeg * factor, fs).stages != base).sum())
+            total += len(base)
+    assert changed / total <= 0.05
+
+
+def test_live_agrees_with_offline_on_real_eeg(excerpts):
+    same = total = 0
+    for eeg, fs in excerpts:
+        offline = stage(eeg, fs).stages
+        stager = LiveStager(fs)
+        live = []
+        step = int(fs)  # one-second blocks, as a headband delivers them
+        for i in range(0, len(eeg), step):
+            live += [e.stage for e in stager.push(eeg[None, i:i + step])]
+        same += int((np.array(live) == offline).sum())
+        total += len(offline)
+    assert same / total >= 0.85
