@@ -1,55 +1,133 @@
-"""Agreement of dreamsync's stager with the DREAMS experts (real EEG, 4 people, 2 h).
+"""Agreement with the DREAMS experts (real EEG, 4 people, 2 h): dreamsync's stager and YASA's, side by side.
 
-The 30-s reference is the majority of the six 5-s R&K scores (S3 + S4 = N3). Excerpts are read in
-place from ../shared (licence CC BY-NC-ND: never copied into the project).
+Data: DREAMS Sleep Spindles DB excerpts 1-4, 30 min each, one EEG lead each (C3-A1 100 Hz, CZ-A1
+200 Hz, C3-A1 50 Hz, CZ-A1 200 Hz), scored by an expert in R&K every 5 s. The 30-s reference is
+the majority of the six 5-s scores (S3 + S4 = N3). Excerpts are read in place from ../shared
+(licence CC BY-NC-ND: never copied into the project).
 
-Usage: python benchmarks/staging_dreams.py [--shared ../shared]
+YASA (``yasa.SleepStaging``, EEG only, its pre-trained model) runs in the interpreter given by
+``--yasa-python`` when that has YASA installed (a separate venv: YASA is never a dreamsync
+dependency). An excerpt YASA refuses (it needs more than 50 Hz) counts as not staged: left out of
+"where both stage", and as wrong for every epoch in "all epochs".
+
+Usage: python benchmarks/staging_dreams.py [--shared ../shared] [--yasa-python /tmp/benchvenv/bin/python]
 """
 
 import argparse
+import json
 import pathlib
+import subprocess
 import sys
 import time
 
 import numpy as np
 
 from dsp.agreement import agreement
-from dsp.stages import from_labels
+from dsp.stages import STAGES, from_labels
 from dsp.staging import stage
 from ingest.dreams import read_dreams_hypnogram, read_dreams_signal
 
 RATES_HZ = {1: 100.0, 2: 200.0, 3: 50.0, 4: 200.0}  # from the database's documentation
 
+YASA_SCRIPT = r'''
+import json, sys, warnings
+import numpy as np, mne, yasa
+warnings.filterwarnings("ignore")
+mne.set_log_level("ERROR")
+out = {}
+for path, fs in json.loads(sys.argv[1]):
+    x = np.loadtxt(path, skiprows=1)
+    raw = mne.io.RawArray(x[None, :] * 1e-6, mne.create_info(["EEG"], fs, "eeg"))
+    try:
+        hyp = yasa.SleepStaging(raw, eeg_name="EEG").predict()  # a yasa.Hypnogram (YASA >= 0.7)
+        labels = getattr(hyp, "hypno", hyp)
+        out[path] = {"stages": [{"WAKE": "W", "R": "REM", "ART": "?", "UNS": "?"}.get(str(s), str(s)) for s in labels]}
+    except Exception as err:
+        out[path] = {"error": f"{type(err).__name__}: {err}"}
+print(json.dumps(out))
+'''
+
+
+def kappa_counting_unstaged(ref: np.ndarray, pred: np.ndarray) -> tuple:
+    """Accuracy and Cohen's kappa where a not-staged epoch (-1 in ``pred``) is its own, always wrong, class."""
+    k = len(STAGES) + 1
+    cm = np.zeros((k, k))
+    np.add.at(cm, (ref, np.where(pred < 0, k - 1, pred)), 1)
+    n = cm.sum()
+    observed = np.trace(cm) / n
+    expected = (cm.sum(0) * cm.sum(1)).sum() / n ** 2
+    return observed, (observed - expected) / (1 - expected)
+
+
+def run_yasa(python: str, files: list) -> dict:
+    res = subprocess.run([python, "-c", YASA_SCRIPT, json.dumps(files)], capture_output=True, text=True)
+    if res.returncode != 0:
+        print(f"YASA not run: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
+        return {}
+    return json.loads(res.stdout)
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", default=str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
+    parser.add_argument("--yasa-python", default=None, help="a Python with yasa installed")
     args = parser.parse_args()
     folder = pathlib.Path(args.shared) / "data" / "dreams-spindles"
     if not (folder / "excerpt1.txt").is_file():
         print(f"skipped: {folder} not found")
         return 0
-    refs, preds = [], []
-    print("data: DREAMS Sleep Spindles DB excerpts 1-4, real EEG, 30 min each, R&K scored by an expert")
-    print(f"{'excerpt':<8}{'channel':<8}{'Hz':>5}{'epochs':>8}{'acc':>7}{'kappa':>7}{'mF1':>7}{'sec':>7}")
-    for number, fs in RATES_HZ.items():
-        label, eeg = read_dreams_signal(folder / f"excerpt{number}.txt")
+    files = [(str(folder / f"excerpt{n}.txt"), fs) for n, fs in RATES_HZ.items()]
+    yasa = run_yasa(args.yasa_python, files) if args.yasa_python else {}
+    tools = {"dreamsync": [], "YASA": []} if yasa else {"dreamsync": []}
+    refs = []
+    print("data: DREAMS excerpts 1-4, real EEG, 4 people, 30 min each, R&K scored by an expert (2 h in all)")
+    print(f"{'excerpt':<8}{'channel':<8}{'Hz':>4}{'epochs':>7}  " + "".join(f"{t + ' acc/kappa/mF1':>26}" for t in tools))
+    for number, (path, fs) in zip(RATES_HZ, files):
+        label, eeg = read_dreams_signal(path)
         ref = from_labels(read_dreams_hypnogram(folder / f"Hypnogram_excerpt{number}.txt"))
         t0 = time.perf_counter()
-        pred = stage(eeg, fs).stages
+        ours = stage(eeg, fs).stages
         elapsed = time.perf_counter() - t0
-        n = min(len(ref), len(pred))
-        a = agreement(ref[:n], pred[:n])
+        n = min(len(ref), len(ours))
         refs.append(ref[:n])
-        preds.append(pred[:n])
-        print(f"{number:<8}{label:<8}{fs:>5.0f}{a.n_epochs:>8}{a.accuracy:>7.3f}{a.kappa:>7.3f}{a.macro_f1:>7.3f}"
-              f"{elapsed:>7.2f}")
-    pooled = agreement(np.concatenate(refs), np.concatenate(preds))
-    print(f"{'pooled':<21}{pooled.n_epochs:>8}{pooled.accuracy:>7.3f}{pooled.kappa:>7.3f}{pooled.macro_f1:>7.3f}")
-    print("per-stage F1 (pooled): " + ", ".join(f"{k} {v:.2f}" for k, v in pooled.f1.items() if v == v))
-    print("confusion (rows expert W N1 N2 N3 REM, columns dreamsync):")
-    print(pooled.confusion)
-    print("(the first excerpt's time includes compiling the numba kernels once)")
+        tools["dreamsync"].append(ours[:n])
+        cells = []
+        for tool, preds in tools.items():
+            if tool == "YASA":
+                got = yasa.get(path, {})
+                if "stages" in got:
+                    preds.append(from_labels(got["stages"])[:n])
+                else:
+                    preds.append(np.full(n, -1, dtype=np.int8))
+                    cells.append(f"{'not staged':>26}")
+                    continue
+            a = agreement(ref[:n], preds[-1])
+            cells.append(f"{a.accuracy:>12.3f}/{a.kappa:.3f}/{a.macro_f1:.3f}")
+        print(f"{number:<8}{label:<8}{fs:>4.0f}{n:>7}  " + "".join(cells) + f"   (ours {elapsed:.2f} s)")
+    ref_all = np.concatenate(refs)
+    both = np.concatenate([np.all([p[i] >= 0 for p in tools.values()], axis=0) for i in range(len(refs))]) \
+        if yasa else np.ones(len(ref_all), bool)
+    print("\npooled                      " + "".join(f"{t:>26}" for t in tools))
+    line = f"{'where all stage (' + str(int(both.sum())) + ' ep.)':<28}"
+    for tool, preds in tools.items():
+        a = agreement(ref_all[both], np.concatenate(preds)[both])
+        line += f"{a.accuracy:>12.3f}/{a.kappa:.3f}/{a.macro_f1:.3f}"
+    print(line)
+    line = f"{'all epochs (' + str(len(ref_all)) + ', unstaged wrong)':<28}"
+    for tool, preds in tools.items():
+        acc, kappa = kappa_counting_unstaged(ref_all, np.concatenate(preds))
+        line += f"{acc:>12.3f}/{kappa:.3f}/{'':5}"
+    print(line)
+    for tool, preds in tools.items():
+        if tool == "YASA":
+            for path, got in yasa.items():
+                if "error" in got:
+                    print(f"YASA on {pathlib.Path(path).name}: {got['error'][:120]}")
+        a = agreement(ref_all[both], np.concatenate(preds)[both])
+        print(f"{tool} per-stage F1: " + ", ".join(f"{k} {v:.2f}" for k, v in a.f1.items() if v == v))
+        print(f"{tool} confusion (rows expert W N1 N2 N3 REM, columns {tool}):")
+        print(a.confusion)
+    print("(the first excerpt's time includes loading the numba kernels)")
     return 0
 
 
