@@ -1,4 +1,4 @@
-"""Signal quality per epoch: missing samples, flat or railed electrodes, clipping."""
+"""Signal quality per epoch: missing samples, flat or railed electrodes, clipping, movement artefacts."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ FLAT_UV = 0.25
 CLIPPED_FRACTION = 0.05
 #: Above this share of missing (lost or non-finite) samples an epoch cannot be scored.
 MISSING_FRACTION = 0.05
+#: An epoch whose amplitude exceeds this many times that of its neighbours holds an artefact.
+ARTEFACT_RATIO = 5.0
+#: Neighbouring epochs on each side that set an epoch's expected amplitude.
+CONTEXT_EPOCHS = 5
+#: Above this accelerometer spread (g, SD of the three axes combined) within an epoch the head moved.
+MOVEMENT_G = 0.02
 
 
 @njit(cache=True)
@@ -76,3 +82,107 @@ def unscorable_reason(quality: np.ndarray) -> str:
         "the signal is clipped at the amplifier's range": quality[:, 2] > CLIPPED_FRACTION,
     }
     return max(reasons, key=lambda r: int(reasons[r].sum()))
+
+
+@njit(cache=True)
+def epoch_amplitudes(epochs):
+    """Amplitude measures of every epoch that movement and muscle artefacts inflate.
+
+    Parameters
+    ----------
+    epochs : ndarray, shape (n_epochs, n_samples)
+        Signal in uV; NaN marks a lost sample (skipped).
+
+    Returns
+    -------
+    ndarray, shape (n_epochs, 2)
+        Per epoch: RMS in uV of the differences between consecutive finite samples (it weights
+        power by frequency squared: muscle bursts and fast swings count, slow waves hardly), and the
+        largest absolute deviation in uV from the median of the finite samples (swings, electrode
+        pops). NaN when fewer than 2 samples are finite.
+    """
+    n_epochs, n = epochs.shape
+    out = np.full((n_epochs, 2), np.nan)
+    for e in range(n_epochs):
+        values = np.empty(n)
+        count = 0
+        diffs = 0
+        ss = 0.0
+        previous = np.nan
+        for i in range(n):
+            v = epochs[e, i]
+            if np.isfinite(v):
+                values[count] = v
+                count += 1
+                if np.isfinite(previous):
+                    ss += (v - previous) * (v - previous)
+                    diffs += 1
+                previous = v
+        if count < 2:
+            continue
+        middle = np.median(values[:count])
+        peak = 0.0
+        for i in range(count):
+            peak = max(peak, abs(values[i] - middle))
+        out[e, 0] = np.sqrt(ss / diffs)
+        out[e, 1] = peak
+    return out
+
+
+def _local_median(values: np.ndarray, half: int) -> np.ndarray:
+    """Median of the finite ``values`` within ``half`` epochs on each side, the epoch itself excluded."""
+    out = np.full(values.shape, np.nan)
+    for i in range(values.size):
+        around = np.concatenate([values[max(0, i - half):i], values[i + 1:i + 1 + half]])
+        around = around[np.isfinite(around)]
+        if around.size:
+            out[i] = np.median(around)
+    return out
+
+
+def movement_artefacts(epochs: np.ndarray, *, ratio: float = ARTEFACT_RATIO, context_epochs: int = CONTEXT_EPOCHS,
+                       acc=None, acc_threshold_g: float = MOVEMENT_G) -> np.ndarray:
+    """Which epochs hold a movement or other high-amplitude artefact.
+
+    An epoch is flagged when its difference RMS (muscle bursts, fast swings) or its peak deviation
+    from its median (large swings, electrode pops) exceeds ``ratio`` times the median of the same
+    measure over the ``context_epochs`` epochs on each side; or, when an accelerometer is given,
+    when the accelerometer moved more than ``acc_threshold_g`` in the epoch. The comparison is local
+    because amplitude changes with the stage (N3 is 2-3 times N2) over minutes, while a movement
+    lasts seconds; and relative, so it holds for any amplifier gain. Artefacts lasting as long as
+    the context are not found by the EEG rule.
+
+    Parameters
+    ----------
+    epochs : ndarray, shape (n_epochs, n_samples)
+        EEG (or EOG) in uV, one epoch per row; NaN marks a lost sample. For several channels, call
+        once per channel and combine with ``|``.
+    ratio : float, optional
+        Factor over the neighbours' median above which an epoch is flagged, by default 5.
+    context_epochs : int, optional
+        Neighbours on each side, by default 5 (2.5 min of 30-s epochs).
+    acc : ndarray, shape (n_epochs, 3, n_acc_samples), optional
+        Accelerometer axes in g over the same epochs.
+    acc_threshold_g : float, optional
+        Largest spread of the accelerometer within a still epoch, g: the square root of the sum of
+        the three axes' variances (a posture change or head movement exceeds it; breathing and
+        sensor noise, about 0.001-0.005 g, do not).
+
+    Returns
+    -------
+    ndarray of bool, shape (n_epochs,)
+        True for an artefact epoch.
+    """
+    measures = epoch_amplitudes(np.asarray(epochs, dtype=np.float64))
+    flagged = np.zeros(len(measures), dtype=bool)
+    for column in measures.T:
+        context = _local_median(column, context_epochs)
+        with np.errstate(invalid="ignore"):
+            flagged |= np.nan_to_num(column > ratio * context, nan=False) & (context > 0)
+    if acc is not None:
+        acc = np.asarray(acc, dtype=np.float64)
+        if acc.ndim != 3 or acc.shape[0] != len(measures):
+            raise ValueError(f"acc must be shaped (n_epochs={len(measures)}, 3, n_samples), got {acc.shape}")
+        spread = np.sqrt(np.nansum(np.nanvar(acc, axis=2), axis=1))
+        flagged |= spread > acc_threshold_g
+    return flagged
