@@ -1,7 +1,9 @@
 """Per-epoch features that sleep stages differ in, from EEG and EMG.
 
 EEG features are defined on 0.5-22 Hz, below the Nyquist frequency of every rate the stager
-accepts (>= 50 Hz), so a 50-Hz and a 256-Hz recording give comparable numbers.
+accepts (>= 50 Hz). EEG is first resampled to a working rate of 50 Hz (:func:`to_working_rate`), so
+a 50-Hz and a 256-Hz recording give comparable numbers, and a 256-Hz night costs no more to stage
+than a 50-Hz one beyond the resampling.
 
 - ``delta_log_power``: log10 power in 0.5-4 Hz (uV^2). The only EEG feature that depends on the
   amplifier's gain and the electrode distance; the stager estimates that offset per recording.
@@ -13,8 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from numba import njit
+
 from .complexity import permutation_entropy
 from .filters import design_sos, sosfiltfilt
+from .resample import Resampler, resample
 from .spectral import band_powers, epoch_psd
 
 EEG_FEATURES = ("delta_log_power", "theta_share", "alpha_share", "sigma_share", "beta_share",
@@ -22,8 +27,8 @@ EEG_FEATURES = ("delta_log_power", "theta_share", "alpha_share", "sigma_share", 
 #: Which EEG features shift with the recording's gain (log10 power: +2 log10(a) for a signal scaled by a).
 GAIN_DEPENDENT = np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
 _SLOPE_HZ = (2.0, 20.0)
-#: Permutation entropy is taken on a 0.5-22 Hz signal at ~50 Hz (every k-th sample), comparable across rates.
-_ENTROPY_RATE_HZ = 50.0
+#: Rate (Hz) the EEG features are computed at.
+WORKING_RATE_HZ = 50.0
 _EEG_BANDS_HZ = np.array([[0.5, 4.0], [4.0, 8.0], [8.0, 12.0], [12.0, 16.0], [16.0, 22.0]])
 EMG_BAND_HZ = (10.0, 100.0)
 
@@ -47,6 +52,81 @@ def fill_missing(epochs: np.ndarray) -> np.ndarray:
     finite = np.where(bad, 0.0, epochs)
     counts = np.maximum((~bad).sum(axis=-1, keepdims=True), 1)
     return np.where(bad, finite.sum(axis=-1, keepdims=True) / counts, epochs)
+
+
+@njit(cache=True)
+def hold_missing(x, last):
+    """Replace each non-finite sample by the last finite one before it, in place.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_rows, n_samples)
+        Signal; NaN marks lost samples.
+    last : ndarray, shape (n_rows,)
+        Last finite value of each row before ``x`` (0 at the start of a stream); updated in place.
+
+    Returns
+    -------
+    ndarray
+        ``x``, filled.
+    """
+    for r in range(x.shape[0]):
+        held = last[r]
+        for i in range(x.shape[1]):
+            if np.isfinite(x[r, i]):
+                held = x[r, i]
+            else:
+                x[r, i] = held
+        last[r] = held
+    return x
+
+
+def to_working_rate(eeg: np.ndarray, fs: float) -> np.ndarray:
+    """EEG resampled to :data:`WORKING_RATE_HZ` for feature extraction, lost samples held.
+
+    Lost samples (NaN) are replaced by the last value before them so the anti-alias filter does not
+    spread them; epochs with more than a few lost samples are unscorable anyway.
+
+    Parameters
+    ----------
+    eeg : ndarray, shape (n_channels, n_samples)
+        EEG in uV at ``fs``.
+    fs : float
+        Sample rate in Hz (>= 50).
+
+    Returns
+    -------
+    ndarray, shape (n_channels, ceil(n_samples * 50 / fs)), float64
+    """
+    x = np.array(eeg, dtype=np.float64)
+    first = np.array([row[np.isfinite(row)][0] if np.isfinite(row).any() else 0.0 for row in x])
+    hold_missing(x, first)
+    return x if fs == WORKING_RATE_HZ else resample(x, fs, WORKING_RATE_HZ)
+
+
+class WorkingRateStream:
+    """Streaming :func:`to_working_rate`: blocks in at ``fs``, 50-Hz samples out.
+
+    Parameters
+    ----------
+    fs : float
+        Input rate in Hz.
+    n_rows : int
+        Channels per block.
+    """
+
+    def __init__(self, fs: float, n_rows: int):
+        self._resampler = None if fs == WORKING_RATE_HZ else Resampler(fs, WORKING_RATE_HZ, n_rows)
+        self._last = np.zeros(n_rows)
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """Working-rate samples that the block completes, shape (n_rows, m)."""
+        x = hold_missing(np.array(block, dtype=np.float64), self._last)
+        return x if self._resampler is None else self._resampler(x)
+
+    def flush(self) -> np.ndarray:
+        """End of stream: the remaining working-rate samples."""
+        return np.zeros((len(self._last), 0)) if self._resampler is None else self._resampler.flush()
 
 
 def eeg_features(epochs: np.ndarray, fs: float) -> np.ndarray:
@@ -74,7 +154,8 @@ def eeg_features(epochs: np.ndarray, fs: float) -> np.ndarray:
     logp = np.log10(psd[:, fit] + 1e-12)
     slope = ((logp - logp.mean(axis=1, keepdims=True)) @ (logf - logf.mean())) / ((logf - logf.mean()) ** 2).sum()
     band = sosfiltfilt(design_sos(fs, 0.5, 22.0), fill_missing(epochs).reshape(n_ch, n_ep * n_s)).reshape(n_ch * n_ep, n_s)
-    delay = max(1, int(round(fs / _ENTROPY_RATE_HZ)))
+    # at the working rate, consecutive samples are 20 ms apart; keep that lag at any other rate
+    delay = max(1, int(round(fs / WORKING_RATE_HZ)))
     entropy = permutation_entropy(band, 3, delay)
     out = np.concatenate([shares, slope.reshape(n_ch, n_ep, 1), entropy.reshape(n_ch, n_ep, 1)], axis=-1)
     return out.mean(axis=0)

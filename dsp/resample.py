@@ -77,7 +77,7 @@ def design_polyphase(up: int, down: int, window=("kaiser", 5.0)) -> tuple[np.nda
     return np.ascontiguousarray(padded.reshape(n_per_phase, up).T), half_len
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=True)  # fastmath: lets the dot product vectorise (sums reassociated)
 def polyphase_resample(x, taps, down, half_len, x_start, first_out, n_out):
     """Output samples ``first_out .. first_out + n_out - 1`` of the resampled rows.
 
@@ -109,6 +109,8 @@ def polyphase_resample(x, taps, down, half_len, x_start, first_out, n_out):
     up, n_per_phase = taps.shape
     n_rows, n_in = x.shape
     y = np.zeros((n_rows, n_out))
+    # phases reversed, so that taps and samples are both read in ascending order (vectorises)
+    rtaps = np.ascontiguousarray(taps[:, ::-1])
     for i in range(n_out):
         t = (first_out + i) * down + half_len
         k_hi = t // up
@@ -116,10 +118,12 @@ def polyphase_resample(x, taps, down, half_len, x_start, first_out, n_out):
         # taps[phase, m] meets sample k_hi - m; keep only samples that are in x
         m_lo = max(0, k_hi - (x_start + n_in - 1))
         m_hi = min(n_per_phase, k_hi - x_start + 1)
+        first = k_hi - (m_hi - 1) - x_start
+        offset = n_per_phase - m_hi
         for r in range(n_rows):
             acc = 0.0
-            for m in range(m_lo, m_hi):
-                acc += taps[phase, m] * x[r, k_hi - m - x_start]
+            for j in range(m_hi - m_lo):
+                acc += rtaps[phase, offset + j] * x[r, first + j]
             y[r, i] = acc
     return y
 

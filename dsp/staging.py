@@ -33,7 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SignalError
-from .features import EEG_FEATURES, GAIN_DEPENDENT, eeg_features, emg_log_power
+from .features import (EEG_FEATURES, GAIN_DEPENDENT, WORKING_RATE_HZ, WorkingRateStream, eeg_features,
+                       emg_log_power, to_working_rate)
 from .hmm import forward_backward, predict_and_update
 from .model import StagingModel, default_model
 from .quality import epoch_quality, scorable, unscorable_reason
@@ -195,6 +196,45 @@ def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray
     return _bank_posterior(model, features - offset, ok, emg_z)[0]
 
 
+def epoch_features(eeg: np.ndarray, fs: float) -> tuple:
+    """Features and scorability of every whole 30-s epoch of EEG.
+
+    Parameters
+    ----------
+    eeg : ndarray, shape (n_channels, n_samples)
+        EEG in uV; NaN marks lost samples.
+    fs : float
+        Sample rate in Hz (>= 50).
+
+    Returns
+    -------
+    features : ndarray, shape (n_epochs, n_features)
+        :func:`dsp.features.eeg_features`, computed at the working rate (50 Hz).
+    ok : ndarray of bool, shape (n_epochs,)
+        Epochs every channel of which can be scored (see :mod:`dsp.quality`).
+
+    Raises
+    ------
+    SignalError
+        If the rate is below 50 Hz, the recording is shorter than one epoch, or no epoch can be
+        scored (flat, railed, clipped or missing signal throughout).
+    """
+    _check_rate(fs)
+    epochs = _as_epochs(eeg, fs)
+    n_epochs = epochs.shape[1]
+    if n_epochs == 0:
+        raise SignalError(
+            f"recording too short: {eeg.shape[1] / fs:.1f} s; staging needs at least one {EPOCH_SECONDS:g}-s epoch"
+        )
+    quality = [epoch_quality(ch) for ch in epochs]
+    ok = np.all([scorable(q) for q in quality], axis=0)
+    if not ok.any():
+        worst = min(quality, key=lambda q: int(scorable(q).sum()))
+        raise SignalError(f"no epoch can be scored: {unscorable_reason(worst)}")
+    working = to_working_rate(eeg[:, : n_epochs * epochs.shape[2]], fs)
+    return eeg_features(_as_epochs(working, WORKING_RATE_HZ)[:, :n_epochs], WORKING_RATE_HZ), ok
+
+
 def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: StagingModel | None = None) -> StagingResult:
     """Stage a whole recording offline (context in both directions).
 
@@ -222,21 +262,10 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: Stagi
         If the rate is below 50 Hz, the recording is shorter than one epoch, or no epoch can be
         scored (flat, railed, clipped or missing signal throughout).
     """
-    _check_rate(fs)
     eeg = _as_2d(eeg, "eeg")
-    epochs = _as_epochs(eeg, fs)
-    n_epochs = epochs.shape[1]
-    if n_epochs == 0:
-        raise SignalError(
-            f"recording too short: {eeg.shape[1] / fs:.1f} s; staging needs at least one {EPOCH_SECONDS:g}-s epoch"
-        )
-    quality = [epoch_quality(ch) for ch in epochs]
-    ok = np.all([scorable(q) for q in quality], axis=0)
-    if not ok.any():
-        worst = min(quality, key=lambda q: int(scorable(q).sum()))
-        raise SignalError(f"no epoch can be scored: {unscorable_reason(worst)}")
+    features, ok = epoch_features(eeg, fs)
+    n_epochs = len(ok)
     model = default_model() if model is None else model
-    features = eeg_features(epochs, fs)
     post = _adapted_posterior(model, features, ok, None)
     if emg is not None:
         emg_fs = fs if emg_fs is None else emg_fs
@@ -312,10 +341,16 @@ class LiveStager:
         self._offset_stats = (np.zeros(len(EEG_FEATURES)), np.zeros(len(EEG_FEATURES)))
         self._offset = np.zeros(len(EEG_FEATURES))
         self._nrem_emg: list = []  # EMG log power of epochs the stager called NREM
+        self._pending: list = []  # native-rate checks of epochs waiting for their working-rate samples
+        self._stream = WorkingRateStream(self.fs, n_eeg)
+        self._working = [np.zeros((n_eeg, 0))]
         self.epochs_done = 0
 
     def push(self, eeg: np.ndarray, emg: np.ndarray | None = None) -> list:
         """Add samples; return an :class:`EpochStage` for every epoch completed by them.
+
+        An epoch is staged once its last sample has passed the working-rate resampler, which
+        trails the input by a fraction of a second (:meth:`flush` ends a stream).
 
         Parameters
         ----------
@@ -332,7 +367,6 @@ class LiveStager:
         if self.n_emg and emg is None:
             raise SignalError("this LiveStager was built with EMG channels: push emg too")
         emg = np.asarray(emg).reshape(self.n_emg, -1) if self.n_emg else None
-        out = []
         start, n = 0, eeg.shape[1]
         while start < n:
             take = min(n - start, self._n_per - self._filled)
@@ -342,34 +376,53 @@ class LiveStager:
             self._filled += take
             start += take
             if self._filled == self._n_per:
-                out.append(self._stage_epoch(self._buffer))
+                self._pending.append(self._check_epoch(self._buffer))
                 self._filled = 0
-        return out
+        self._working.append(self._stream(eeg))
+        return self._drain()
 
     def push_gap(self, n: int) -> list:
         """Account for ``n`` lost samples: they count as missing, never as data."""
         return self.push(np.full((self.n_eeg, n), np.nan), np.full((self.n_emg, n), np.nan) if self.n_emg else None)
 
-    def _emg_z(self, epoch: np.ndarray):
-        """EMG tone z-score of this epoch (None until there is a NREM reference) and its log power."""
-        emg = epoch[self.n_eeg :, None, :]
-        if not np.all(scorable_epochs(emg)):
-            return None, None
-        power = emg_log_power(emg, self.fs)
-        z = robust_z(power, np.array(self._nrem_emg)) if len(self._nrem_emg) >= MIN_EMG_REFERENCE_EPOCHS else None
-        return z, power[0]
+    def flush(self) -> list:
+        """End of stream: stage the epochs still waiting for the resampler; returns them."""
+        self._working.append(self._stream.flush())
+        return self._drain()
 
-    def _stage_epoch(self, epoch: np.ndarray) -> EpochStage:
-        eeg = epoch[: self.n_eeg, None, :]
-        ok = bool(np.all(scorable_epochs(eeg)))
+    def _check_epoch(self, epoch: np.ndarray) -> tuple:
+        """Native-rate checks of a completed epoch: scorable EEG, and its EMG log power (or None)."""
+        ok = bool(np.all(scorable_epochs(epoch[: self.n_eeg, None, :])))
+        emg_power = None
+        if self.n_emg:
+            emg = epoch[self.n_eeg :, None, :]
+            if np.all(scorable_epochs(emg)):
+                emg_power = float(emg_log_power(emg, self.fs)[0])
+        return ok, emg_power
+
+    def _drain(self) -> list:
+        out = []
+        per = int(round(EPOCH_SECONDS * WORKING_RATE_HZ))
+        working = np.hstack(self._working) if len(self._working) > 1 else self._working[0]
+        used = 0
+        while self._pending and working.shape[1] - used >= per:
+            ok, emg_power = self._pending.pop(0)
+            out.append(self._stage_epoch(working[:, used : used + per], ok, emg_power))
+            used += per
+        self._working = [working[:, used:]]
+        return out
+
+    def _stage_epoch(self, working: np.ndarray, ok: bool, emg_power) -> EpochStage:
         n_bank = len(GAIN_OFFSETS)
         loglik = np.zeros((n_bank, len(STAGES)))
         emg_power = None
         if ok:
-            features = eeg_features(eeg, self.fs)
+            features = eeg_features(working[:, None, :], WORKING_RATE_HZ)
             if self._gains is None:
                 self._gains = features[0, 0] + GAIN_OFFSETS
-            emg_z, emg_power = self._emg_z(epoch) if self.n_emg else (None, None)
+            emg_z = None
+            if emg_power is not None and len(self._nrem_emg) >= MIN_EMG_REFERENCE_EPOCHS:
+                emg_z = robust_z(np.array([emg_power]), np.array(self._nrem_emg))
             for b in range(n_bank):
                 loglik[b] = emission_loglik(self.model, features - self._offset, self._gains[b], emg_z)[0]
         for b in range(n_bank):

@@ -162,7 +162,10 @@ def test_sample_recording_stages_and_matches_its_annotations(tmp_path):
 
     names = {text: stage for stage, text in STAGE_ANNOTATION.items()}
     truth = from_labels([names[a.text] for a in read_edf(sample).annotations if a.text in names])
-    assert agreement(truth, predicted).accuracy >= 0.7  # 30 simulated minutes, mostly N1/N2: a wiring check
+    # a wiring check on 30 simulated minutes of W, N1 and N2 (the simulator's N1 and N2 are close):
+    # clearly better than chance, not a measure of accuracy on people
+    a = agreement(truth, predicted)
+    assert a.accuracy >= 0.55 and a.kappa >= 0.3 and a.f1["W"] >= 0.8
 
 
 def test_ci_runs_exactly_the_readme_test_command():
