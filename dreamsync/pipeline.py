@@ -267,7 +267,6 @@ class LiveSession:
             self.summary.samples += data.shape[1]
             if self._limit is not None and block.end_index >= self._limit:
                 break
-        self._report(self._stager.flush())  # the last epoch waits for the resampler's few samples
         self.device.stop()
         return self.summary
 

@@ -19,7 +19,7 @@ from numba import njit
 
 from .complexity import permutation_entropy
 from .filters import design_sos, sosfiltfilt
-from .resample import Resampler, resample
+from .resample import resample
 from .spectral import band_powers, epoch_psd
 
 EEG_FEATURES = ("delta_log_power", "theta_share", "alpha_share", "sigma_share", "beta_share",
@@ -98,35 +98,13 @@ def to_working_rate(eeg: np.ndarray, fs: float) -> np.ndarray:
     -------
     ndarray, shape (n_channels, ceil(n_samples * 50 / fs)), float64
     """
-    x = np.array(eeg, dtype=np.float64)
-    first = np.array([row[np.isfinite(row)][0] if np.isfinite(row).any() else 0.0 for row in x])
-    hold_missing(x, first)
-    return x if fs == WORKING_RATE_HZ else resample(x, fs, WORKING_RATE_HZ)
-
-
-class WorkingRateStream:
-    """Streaming :func:`to_working_rate`: blocks in at ``fs``, 50-Hz samples out.
-
-    Parameters
-    ----------
-    fs : float
-        Input rate in Hz.
-    n_rows : int
-        Channels per block.
-    """
-
-    def __init__(self, fs: float, n_rows: int):
-        self._resampler = None if fs == WORKING_RATE_HZ else Resampler(fs, WORKING_RATE_HZ, n_rows)
-        self._last = np.zeros(n_rows)
-
-    def __call__(self, block: np.ndarray) -> np.ndarray:
-        """Working-rate samples that the block completes, shape (n_rows, m)."""
-        x = hold_missing(np.array(block, dtype=np.float64), self._last)
-        return x if self._resampler is None else self._resampler(x)
-
-    def flush(self) -> np.ndarray:
-        """End of stream: the remaining working-rate samples."""
-        return np.zeros((len(self._last), 0)) if self._resampler is None else self._resampler.flush()
+    rows = []
+    for row in eeg:  # one channel at a time: a whole night in float64 is large
+        x = np.array(row, dtype=np.float64)[None, :]
+        finite = np.isfinite(x[0])
+        hold_missing(x, np.array([x[0, np.argmax(finite)] if finite.any() else 0.0]))
+        rows.append(x[0] if fs == WORKING_RATE_HZ else resample(x, fs, WORKING_RATE_HZ)[0])
+    return np.array(rows)
 
 
 def eeg_features(epochs: np.ndarray, fs: float) -> np.ndarray:

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SignalError
-from .features import (EEG_FEATURES, GAIN_DEPENDENT, WORKING_RATE_HZ, WorkingRateStream, eeg_features,
-                       emg_log_power, to_working_rate)
+from .features import (EEG_FEATURES, GAIN_DEPENDENT, WORKING_RATE_HZ, eeg_features, emg_log_power,
+                       to_working_rate)
 from .hmm import forward_backward, predict_and_update
 from .model import StagingModel, default_model
 from .quality import epoch_quality, scorable, unscorable_reason
@@ -341,16 +341,11 @@ class LiveStager:
         self._offset_stats = (np.zeros(len(EEG_FEATURES)), np.zeros(len(EEG_FEATURES)))
         self._offset = np.zeros(len(EEG_FEATURES))
         self._nrem_emg: list = []  # EMG log power of epochs the stager called NREM
-        self._pending: list = []  # native-rate checks of epochs waiting for their working-rate samples
-        self._stream = WorkingRateStream(self.fs, n_eeg)
-        self._working = [np.zeros((n_eeg, 0))]
+        self._context = np.zeros((n_eeg, 0))  # the last second of the previous epoch
         self.epochs_done = 0
 
     def push(self, eeg: np.ndarray, emg: np.ndarray | None = None) -> list:
         """Add samples; return an :class:`EpochStage` for every epoch completed by them.
-
-        An epoch is staged once its last sample has passed the working-rate resampler, which
-        trails the input by a fraction of a second (:meth:`flush` ends a stream).
 
         Parameters
         ----------
@@ -367,6 +362,7 @@ class LiveStager:
         if self.n_emg and emg is None:
             raise SignalError("this LiveStager was built with EMG channels: push emg too")
         emg = np.asarray(emg).reshape(self.n_emg, -1) if self.n_emg else None
+        out = []
         start, n = 0, eeg.shape[1]
         while start < n:
             take = min(n - start, self._n_per - self._filled)
@@ -376,19 +372,13 @@ class LiveStager:
             self._filled += take
             start += take
             if self._filled == self._n_per:
-                self._pending.append(self._check_epoch(self._buffer))
+                out.append(self._stage_epoch(self._working_epoch(), *self._check_epoch(self._buffer)))
                 self._filled = 0
-        self._working.append(self._stream(eeg))
-        return self._drain()
+        return out
 
     def push_gap(self, n: int) -> list:
         """Account for ``n`` lost samples: they count as missing, never as data."""
         return self.push(np.full((self.n_eeg, n), np.nan), np.full((self.n_emg, n), np.nan) if self.n_emg else None)
-
-    def flush(self) -> list:
-        """End of stream: stage the epochs still waiting for the resampler; returns them."""
-        self._working.append(self._stream.flush())
-        return self._drain()
 
     def _check_epoch(self, epoch: np.ndarray) -> tuple:
         """Native-rate checks of a completed epoch: scorable EEG, and its EMG log power (or None)."""
@@ -400,17 +390,21 @@ class LiveStager:
                 emg_power = float(emg_log_power(emg, self.fs)[0])
         return ok, emg_power
 
-    def _drain(self) -> list:
-        out = []
-        per = int(round(EPOCH_SECONDS * WORKING_RATE_HZ))
-        working = np.hstack(self._working) if len(self._working) > 1 else self._working[0]
-        used = 0
-        while self._pending and working.shape[1] - used >= per:
-            ok, emg_power = self._pending.pop(0)
-            out.append(self._stage_epoch(working[:, used : used + per], ok, emg_power))
-            used += per
-        self._working = [working[:, used:]]
-        return out
+    def _working_epoch(self) -> np.ndarray:
+        """The completed epoch's EEG at the working rate, shape (n_eeg, 1500).
+
+        Resampled with the last second of the previous epoch before it and a mirror image of its
+        own last second after it, so the anti-alias filter has context on both sides and the stage
+        is ready at once (no waiting for the next samples); the result matches offline resampling
+        except within the filter's reach of the epoch's end.
+        """
+        eeg = self._buffer[: self.n_eeg]
+        context = int(round(self.fs))  # 1 s: an integer number of samples at both rates
+        mirror = eeg[:, -2 : -context - 2 : -1]
+        working = to_working_rate(np.hstack([self._context, eeg, mirror]), self.fs)
+        first = int(round(self._context.shape[1] * WORKING_RATE_HZ / self.fs))
+        self._context = eeg[:, -context:].copy()
+        return working[:, first : first + int(round(EPOCH_SECONDS * WORKING_RATE_HZ))]
 
     def _stage_epoch(self, working: np.ndarray, ok: bool, emg_power) -> EpochStage:
         n_bank = len(GAIN_OFFSETS)

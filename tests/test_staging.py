@@ -53,7 +53,6 @@ def test_live_agrees_with_offline_and_ignores_block_sizes(night):
         out = []
         for i in range(0, data.shape[1], block):
             out += stager.push(data[:1, i:i + block], data[3:4, i:i + block])
-        out += stager.flush()
         return np.array([e.stage for e in out])
 
     small, large = live(25), live(10_000)
@@ -79,7 +78,7 @@ def test_a_few_lost_samples_do_not_cost_the_epoch(night):
     n = int(30 * band.fs)
     stager.push(data[:1, :1000])
     stager.push_gap(50)  # 50 samples lost: under 5 % of the epoch
-    out = stager.push(data[:1, 1050:n]) + stager.flush()
+    out = stager.push(data[:1, 1050:n])
     assert len(out) == 1 and out[0].stage != -1
 
 
@@ -133,7 +132,6 @@ def test_live_agrees_with_offline_on_real_eeg(excerpts):
         step = int(fs)  # one-second blocks, as a headband delivers them
         for i in range(0, len(eeg), step):
             live += [e.stage for e in stager.push(eeg[None, i:i + step])]
-        live += [e.stage for e in stager.flush()]
         same += int((np.array(live) == offline).sum())
         total += len(offline)
     assert same / total >= 0.85
