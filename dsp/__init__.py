@@ -1,10 +1,15 @@
 """Signal analysis: numba kernels, features, sleep staging, (later) adjustment detectors.
 
 Owns
-    - numba kernels (``@njit(cache=True)``, pure functions over arrays): ``dsp.spectral``
-      (band powers), ``dsp.quality`` (flat, railed, missing samples), ``dsp.hmm`` (forward and
+    - numba kernels (``@njit(cache=True)``, pure functions over arrays): ``dsp.filters`` (IIR,
+      causal with state and zero-phase), ``dsp.resample`` (polyphase), ``dsp.spectral`` (Welch,
+      multitaper, band powers), ``dsp.complexity`` (Hjorth, entropies, fractal dimension),
+      ``dsp.quality`` (flat, railed, missing samples, movement), ``dsp.hmm`` (forward and
       forward-backward passes);
-    - the stage vocabulary (``dsp.stages``) and the stager (``dsp.staging``), offline and live.
+    - event detectors: ``dsp.spindles``, ``dsp.slowwaves``, ``dsp.eye_movements``;
+    - the stage vocabulary (``dsp.stages``), features (``dsp.features``), the stager's parameters
+      (``dsp.model``) and the stager (``dsp.staging``), offline and live; agreement and sleep
+      statistics (``dsp.agreement``, ``dsp.statistics``).
 
 Functions take plain numpy arrays in microvolts, shaped (channels x samples) or (epochs x samples),
 with the sample rate in Hz; they return plain arrays or small dataclasses.

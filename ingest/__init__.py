@@ -7,7 +7,8 @@ Owns
       with back-off), one module per board in ``ingest.boards``, pure decoders (``ingest.decoder``),
       run numbering and time stamps (``ingest.assembly``, ``ingest.clock``);
     - the simulator driver (``ingest.sim``), raw captures (``ingest.capture``), channel-label rules
-      (``ingest.channels``), EDF/BDF I/O (``ingest.edf``) and the DREAMS text formats (``ingest.dreams``).
+      (``ingest.channels``), EDF/BDF I/O (``ingest.edf``), hypnogram files (``ingest.hypnograms``), the
+      DREAMS text formats (``ingest.dreams``) and public dataset downloads (``ingest.datasets``, urllib).
 
 May import
     numpy, scipy, pyserial, bleak, edfio and the standard library. Never ``dsp``, ``firmware_sim`` or
