@@ -63,17 +63,18 @@ def recording_features(psg, hypnogram, *, channel: str | None = None) -> tuple:
     Returns
     -------
     features : ndarray, shape (n_epochs, n_features)
-        :func:`dsp.features.eeg_features` per epoch; NaN rows for unscorable epochs.
+        The stager's features per epoch (:func:`dsp.staging.epoch_features`, at its working
+        rate); NaN rows for unscorable epochs.
     stages : ndarray of int8, shape (n_epochs,)
         Expert stage codes (-1 unscored).
 
     Raises
     ------
     ingest.errors.RecordingError
-        Unreadable files, no EEG channel, or a rate below 50 Hz.
+        Unreadable files, no EEG channel, a rate below 50 Hz or no scorable epoch.
     """
-    from dsp.features import eeg_features
-    from dsp.staging import MIN_RATE_HZ, scorable_epochs
+    from dsp.errors import SignalError
+    from dsp.staging import MIN_RATE_HZ, epoch_features
     from ingest.edf import read_edf
     from ingest.hypnograms import read_hypnogram
 
@@ -90,9 +91,11 @@ def recording_features(psg, hypnogram, *, channel: str | None = None) -> tuple:
     n = min(len(stages), signal.shape[1] // per)
     window = sleep_window(stages[:n])
     stages = stages[window]
-    epochs = signal[:, window.start * per : window.stop * per].reshape(len(eeg), -1, per)
-    features = eeg_features(epochs, fs)
-    features[~scorable_epochs(epochs)] = np.nan
+    try:  # the same features, at the same working rate, as staging computes
+        features, ok = epoch_features(signal[:, window.start * per : window.stop * per], fs)
+    except SignalError as err:
+        raise RecordingError(f"{psg}: {err}") from None
+    features[~ok] = np.nan
     return features, stages
 
 

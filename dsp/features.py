@@ -9,12 +9,13 @@ than a 50-Hz one beyond the resampling.
   amplifier's gain and the electrode distance; the stager estimates that offset per recording.
 - ``theta_share``, ``alpha_share``, ``sigma_share``, ``beta_share``: log10 of the power in 4-8,
   8-12, 12-16 and 16-22 Hz as a share of the 0.5-22 Hz power. Shares do not depend on gain.
+- ``spectral_slope``: slope of log10 power against log10 frequency over 2-20 Hz (steeper in deeper sleep).
+- ``permutation_entropy``: of order 3 on the 0.5-22 Hz signal at 20-ms lags, 0..1 (lower in deeper sleep).
 """
 
 from __future__ import annotations
 
 import numpy as np
-
 from numba import njit
 
 from .complexity import permutation_entropy
@@ -119,11 +120,12 @@ def eeg_features(epochs: np.ndarray, fs: float) -> np.ndarray:
 
     Returns
     -------
-    ndarray, shape (n_epochs, 5)
-        Columns as :data:`EEG_FEATURES`, log10 units.
+    ndarray, shape (n_epochs, len(EEG_FEATURES))
+        Columns as :data:`EEG_FEATURES` (log10 units, except the entropy, 0..1).
     """
     n_ch, n_ep, n_s = epochs.shape
-    freqs, psd = epoch_psd(fill_missing(epochs).reshape(n_ch * n_ep, n_s), fs)
+    filled = fill_missing(epochs)
+    freqs, psd = epoch_psd(filled.reshape(n_ch * n_ep, n_s), fs)
     power = band_powers(psd, freqs, _EEG_BANDS_HZ).reshape(n_ch, n_ep, -1) + 1e-12
     shares = np.log10(power / power.sum(axis=-1, keepdims=True))
     shares[..., 0] = np.log10(power[..., 0])
@@ -131,7 +133,7 @@ def eeg_features(epochs: np.ndarray, fs: float) -> np.ndarray:
     logf = np.log10(freqs[fit])
     logp = np.log10(psd[:, fit] + 1e-12)
     slope = ((logp - logp.mean(axis=1, keepdims=True)) @ (logf - logf.mean())) / ((logf - logf.mean()) ** 2).sum()
-    band = sosfiltfilt(design_sos(fs, 0.5, 22.0), fill_missing(epochs).reshape(n_ch, n_ep * n_s)).reshape(n_ch * n_ep, n_s)
+    band = sosfiltfilt(design_sos(fs, 0.5, 22.0), filled.reshape(n_ch, n_ep * n_s)).reshape(n_ch * n_ep, n_s)
     # at the working rate, consecutive samples are 20 ms apart; keep that lag at any other rate
     delay = max(1, int(round(fs / WORKING_RATE_HZ)))
     entropy = permutation_entropy(band, 3, delay)

@@ -1,10 +1,11 @@
 """Sleep staging that adapts to each recording without labels, offline and live.
 
 Model
-    Each 30-s epoch gives the features of :mod:`dsp.features`: the log delta power, which depends
-    on the recording's gain (amplifier, electrode distance, skull), and log shares of the theta,
-    alpha, sigma and beta bands, which do not. Each stage has a prototype: typical feature values
-    of a scalp lead in that stage, with the delta power relative to the recording's own N2 level
+    Each 30-s epoch gives the features of :mod:`dsp.features` (at a 50-Hz working rate): the log
+    delta power, which depends on the recording's gain (amplifier, electrode distance, skull), and
+    log shares of the theta, alpha, sigma and beta bands, the spectral slope and the permutation
+    entropy, which do not. Each stage has a prototype (:mod:`dsp.model`): typical feature values of
+    a scalp lead in that stage, with the delta power relative to the recording's own N2 level
     ``g``, and a spread. Prototypes follow the AASM descriptions (W: beta and alpha, low delta;
     N1: theta, alpha fading; N2: more delta, sigma; N3: delta dominates; REM: like N1 with less
     alpha and sigma) and were set by hand, not fitted to any recording.
@@ -13,9 +14,11 @@ Adaptation
     ``g`` is unknown, so the stager keeps a bank of hypotheses about it (a grid of 0.05 log10
     units around the recording's own level) and weighs each by the evidence the whole sequence
     gives it under a hidden Markov model, whose transition matrix is counted in 20 real expert
-    hypnograms (Sleep-EDF, :data:`TRANSITIONS_FILE`). The stage probabilities are the evidence-
+    hypnograms (Sleep-EDF, :data:`dsp.model.TRANSITIONS_FILE`). The stage probabilities are the evidence-
     weighted mixture over the bank. Scaling the signal by any factor shifts the delta power and
-    the grid alike, so staging is amplitude invariant.
+    the grid alike, so staging is amplitude invariant. A headband's noise floor and filters shift
+    the beta share, slope and entropy in every stage alike: those get per-recording offsets,
+    estimated by EM and shrunk towards zero for short recordings (online EM when live).
 
 Context
     Offline: forward-backward over the whole recording. Live: the forward pass of every
