@@ -11,17 +11,24 @@ than a 50-Hz one beyond the resampling.
   8-12, 12-16 and 16-22 Hz as a share of the 0.5-22 Hz power. Shares do not depend on gain.
 - ``spectral_slope``: slope of log10 power against log10 frequency over 2-20 Hz (steeper in deeper sleep).
 - ``permutation_entropy``: of order 3 on the 0.5-22 Hz signal at 20-ms lags, 0..1 (lower in deeper sleep).
+
+:func:`working_rate_features` computes them for a whole recording a chunk of epochs at a time
+(resampling, band-pass and spectra of a chunk stay in the CPU caches, memory stays at a few MB, and
+the recording may be read from a file as it goes), equal to one pass over the whole recording.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numba import njit
 
-from .complexity import permutation_entropy
 from .filters import design_sos, sosfiltfilt
-from .resample import resample
+from .quality import epoch_quality
+from .resample import design_polyphase, polyphase_resample, rational_factors, resample
 from .spectral import band_powers, epoch_psd
+from .stages import EPOCH_SECONDS
 
 EEG_FEATURES = ("delta_log_power", "theta_share", "alpha_share", "sigma_share", "beta_share",
                 "spectral_slope", "permutation_entropy")
@@ -31,7 +38,16 @@ _SLOPE_HZ = (2.0, 20.0)
 #: Rate (Hz) the EEG features are computed at.
 WORKING_RATE_HZ = 50.0
 _EEG_BANDS_HZ = np.array([[0.5, 4.0], [4.0, 8.0], [8.0, 12.0], [12.0, 16.0], [16.0, 22.0]])
+#: Band the permutation entropy is computed on (Hz), by a zero-phase 4th-order Butterworth.
+_ENTROPY_BAND_HZ = (0.5, 22.0)
 EMG_BAND_HZ = (10.0, 100.0)
+#: Epochs whose features :func:`working_rate_features` computes at once: bounds its memory (a few
+#: MB) whatever the recording's length, and keeps the working data in the CPU caches.
+CHUNK_EPOCHS = 40
+#: Context each side of a chunk (s) for the zero-phase band-pass of the entropy feature: its
+#: slowest pole (0.9765 per sample at 50 Hz) decays by 1e-17 over 1700 samples, so chunked
+#: features equal those of one pass over the whole recording to rounding.
+CONTEXT_SECONDS = 34.0
 
 
 def fill_missing(epochs: np.ndarray) -> np.ndarray:
@@ -108,6 +124,83 @@ def to_working_rate(eeg: np.ndarray, fs: float) -> np.ndarray:
     return np.array(rows)
 
 
+@njit(cache=True)
+def permutation_entropy3(epochs, delay):
+    """Normalised permutation entropy of order 3 of every epoch.
+
+    :func:`dsp.complexity.permutation_entropy` with ``order=3`` (same patterns, ties ranked in time
+    order, same result), written out for the three-sample patterns the stager uses: each pattern is
+    counted in its own register, so the loop has no memory round trip.
+
+    Parameters
+    ----------
+    epochs : ndarray, shape (n_epochs, n_samples)
+        Signal, any unit, finite.
+    delay : int
+        Lag between a pattern's samples, in samples (>= 1).
+
+    Returns
+    -------
+    ndarray, shape (n_epochs,)
+        0..1; NaN when an epoch has fewer than ``2 * delay + 1`` samples.
+    """
+    n_epochs, n = epochs.shape
+    out = np.full(n_epochs, np.nan)
+    n_runs = n - 2 * delay
+    if n_runs < 1:
+        return out
+    for e in range(n_epochs):
+        x = epochs[e]
+        c0 = c1 = c2 = c3 = c4 = c5 = 0
+        for i in range(n_runs):
+            a, b, c = x[i], x[i + delay], x[i + 2 * delay]
+            # Lehmer code: how many later samples rank below the first, then below the second
+            code = 2 * ((b < a) + (c < a)) + (c < b)
+            c0 += code == 0
+            c1 += code == 1
+            c2 += code == 2
+            c3 += code == 3
+            c4 += code == 4
+            c5 += code == 5
+        h = 0.0
+        for count in (c0, c1, c2, c3, c4, c5):
+            if count > 0:
+                p = count / n_runs
+                h -= p * np.log(p)
+        out[e] = h / np.log(6)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _entropy_band(fs: float) -> np.ndarray:
+    return design_sos(fs, *_ENTROPY_BAND_HZ)
+
+
+@lru_cache(maxsize=8)
+def _slope_design(n_freqs: int, df: float) -> tuple:
+    """Bins of the slope fit (2-20 Hz) on a grid of ``n_freqs`` bins ``df`` Hz apart, their centred
+    log10 frequencies and the sum of squares of those (the regression's denominator)."""
+    freqs = np.arange(n_freqs) * df
+    fit = (freqs >= _SLOPE_HZ[0]) & (freqs <= _SLOPE_HZ[1])
+    logf = np.log10(freqs[fit])
+    centred = logf - logf.mean()
+    return fit, centred, (centred ** 2).sum()
+
+
+def _channel_epoch_features(epochs: np.ndarray, band: np.ndarray, fs: float) -> np.ndarray:
+    """Features of one channel's epochs (n_epochs, n_samples), given the same epochs band-passed."""
+    freqs, psd = epoch_psd(epochs, fs)
+    power = band_powers(psd, freqs, _EEG_BANDS_HZ) + 1e-12
+    shares = np.log10(power / power.sum(axis=-1, keepdims=True))
+    shares[:, 0] = np.log10(power[:, 0])
+    fit, centred, spread = _slope_design(freqs.size, float(freqs[1] - freqs[0]))
+    logp = np.log10(psd[:, fit] + 1e-12)
+    slope = ((logp - logp.mean(axis=1, keepdims=True)) @ centred) / spread
+    # at the working rate, consecutive samples are 20 ms apart; keep that lag at any other rate
+    entropy = permutation_entropy3(band, max(1, int(round(fs / WORKING_RATE_HZ))))
+    return np.concatenate([shares, slope[:, None], entropy[:, None]], axis=1)
+
+
 def eeg_features(epochs: np.ndarray, fs: float) -> np.ndarray:
     """EEG features of every epoch, averaged over channels.
 
@@ -125,20 +218,119 @@ def eeg_features(epochs: np.ndarray, fs: float) -> np.ndarray:
     """
     n_ch, n_ep, n_s = epochs.shape
     filled = fill_missing(epochs)
-    freqs, psd = epoch_psd(filled.reshape(n_ch * n_ep, n_s), fs)
-    power = band_powers(psd, freqs, _EEG_BANDS_HZ).reshape(n_ch, n_ep, -1) + 1e-12
-    shares = np.log10(power / power.sum(axis=-1, keepdims=True))
-    shares[..., 0] = np.log10(power[..., 0])
-    fit = (freqs >= _SLOPE_HZ[0]) & (freqs <= _SLOPE_HZ[1])
-    logf = np.log10(freqs[fit])
-    logp = np.log10(psd[:, fit] + 1e-12)
-    slope = ((logp - logp.mean(axis=1, keepdims=True)) @ (logf - logf.mean())) / ((logf - logf.mean()) ** 2).sum()
-    band = sosfiltfilt(design_sos(fs, 0.5, 22.0), filled.reshape(n_ch, n_ep * n_s)).reshape(n_ch * n_ep, n_s)
-    # at the working rate, consecutive samples are 20 ms apart; keep that lag at any other rate
-    delay = max(1, int(round(fs / WORKING_RATE_HZ)))
-    entropy = permutation_entropy(band, 3, delay)
-    out = np.concatenate([shares, slope.reshape(n_ch, n_ep, 1), entropy.reshape(n_ch, n_ep, 1)], axis=-1)
+    sos = _entropy_band(fs)
+    out = np.empty((n_ch, n_ep, len(EEG_FEATURES)))
+    for c in range(n_ch):  # the band-pass runs over each channel's epochs joined end to end
+        band = sosfiltfilt(sos, filled[c].reshape(n_ep * n_s)).reshape(n_ep, n_s)
+        out[c] = _channel_epoch_features(filled[c], band, fs)
     return out.mean(axis=0)
+
+
+@njit(cache=True)
+def _count_nonfinite(x):
+    n = 0
+    for i in range(x.shape[0]):
+        n += not np.isfinite(x[i])
+    return n
+
+
+@njit(cache=True)
+def _finite_index(x, last):
+    """Index of the first (or with ``last``, the last) finite sample of ``x``; -1 if none."""
+    n = x.shape[0]
+    for step in range(n):
+        i = n - 1 - step if last else step
+        if np.isfinite(x[i]):
+            return i
+    return -1
+
+
+def _first_finite_value(eeg, channel: int, n_samples: int) -> float:
+    """The first finite sample of a channel (0 if none): what its leading lost samples are held at."""
+    step = 1 << 20
+    for a in range(0, n_samples, step):
+        x = np.asarray(eeg[channel, a : min(n_samples, a + step)])
+        i = _finite_index(x, False)
+        if i >= 0:
+            return float(x[i])
+    return 0.0
+
+
+def working_rate_features(eeg, fs: float, n_epochs: int) -> tuple:
+    """Features and native-rate quality of each channel's first ``n_epochs`` 30-s epochs.
+
+    The same numbers as :func:`epoch_quality` of each channel's epochs and :func:`eeg_features` of
+    :func:`to_working_rate` of its whole epochs (before averaging over channels), computed
+    :data:`CHUNK_EPOCHS` epochs at a time with :data:`CONTEXT_SECONDS` of context each side, one
+    channel at a time: memory stays at a few MB whatever the recording's length, and ``eeg`` may be
+    a reader that loads samples only when sliced (each stretch is asked for channel after channel).
+
+    Parameters
+    ----------
+    eeg : ndarray or array-like reader, shape (n_channels, n_samples)
+        EEG in uV at ``fs`` (float32 or float64); NaN marks lost samples. Anything with ``shape``
+        whose ``eeg[channel, start:stop]`` gives an ndarray will do (e.g. a memory map).
+    fs : float
+        Sample rate in Hz (>= 50).
+    n_epochs : int
+        Whole epochs to compute (at most ``n_samples // (30 * fs)``); later samples are ignored.
+
+    Returns
+    -------
+    features : ndarray, shape (n_channels, n_epochs, len(EEG_FEATURES))
+    quality : ndarray, shape (n_channels, n_epochs, 3)
+        :func:`dsp.quality.epoch_quality` of each channel's epochs at the native rate.
+    """
+    n_channels = eeg.shape[0]
+    n_per = int(round(EPOCH_SECONDS * fs))
+    n_work = int(round(EPOCH_SECONDS * WORKING_RATE_HZ))
+    n_used = n_epochs * n_per  # the resampler sees whole epochs only; later samples count as zero
+    resampling = fs != WORKING_RATE_HZ
+    if resampling:
+        up, down = rational_factors(fs, WORKING_RATE_HZ)
+        taps, half_len = design_polyphase(up, down)
+    context = int(round(CONTEXT_SECONDS * WORKING_RATE_HZ))
+    plan = []  # per chunk: its epochs, the working samples computed (with context), the input read
+    for e0 in range(0, n_epochs, CHUNK_EPOCHS):
+        e1 = min(n_epochs, e0 + CHUNK_EPOCHS)
+        w0, w1 = max(0, e0 * n_work - context), min(n_epochs * n_work, e1 * n_work + context)
+        if resampling:  # every input sample under the filter of the first and last output
+            k0 = max(0, (w0 * down + half_len) // up - taps.shape[1] + 1)
+            k1 = min(n_used, ((w1 - 1) * down + half_len) // up + 1)
+        else:
+            k0, k1 = w0, w1
+        plan.append((e0, e1, w0, w1, min(k0, e0 * n_per), max(k1, e1 * n_per)))
+    sos = _entropy_band(WORKING_RATE_HZ)
+    features = np.empty((n_channels, n_epochs, len(EEG_FEATURES)))
+    quality = np.empty((n_channels, n_epochs, 3))
+    held = np.full(n_channels, np.nan)  # per channel, the value a lost sample before the chunk is held at
+    for index, (e0, e1, w0, w1, k0, k1) in enumerate(plan):
+        for c in range(n_channels):  # chunk by chunk, then channel by channel: a reader reads each stretch once
+            x = np.asarray(eeg[c, k0:k1])
+            if x.dtype not in (np.float32, np.float64):
+                x = x.astype(np.float64)
+            quality[c, e0:e1] = epoch_quality(x[e0 * n_per - k0 : e1 * n_per - k0].reshape(e1 - e0, n_per))
+            if index == 0:  # leading lost samples are held at the channel's first finite value
+                i = _finite_index(x, False)
+                held[c] = x[i] if i >= 0 else _first_finite_value(eeg, c, n_used)
+            start = held[c : c + 1].copy()
+            if index + 1 < len(plan):  # the value held just before the next chunk's first sample
+                i = _finite_index(x[: plan[index + 1][4] - k0], True)
+                if i >= 0:
+                    held[c] = x[i]
+            if _count_nonfinite(x):  # hold lost samples so the filters do not spread them
+                x = x.astype(np.float64)[None, :]
+                hold_missing(x, start)
+                x = x[0]
+            if resampling:
+                working = polyphase_resample(x[None, :], taps, down, half_len, k0, w0, w1 - w0)[0]
+            else:
+                working = np.asarray(x[w0 - k0 : w1 - k0], dtype=np.float64)
+            band = sosfiltfilt(sos, working)
+            keep = slice(e0 * n_work - w0, e1 * n_work - w0)
+            features[c, e0:e1] = _channel_epoch_features(working[keep].reshape(e1 - e0, n_work),
+                                                         band[keep].reshape(e1 - e0, n_work), WORKING_RATE_HZ)
+    return features, quality
 
 
 def emg_log_power(epochs: np.ndarray, fs: float) -> np.ndarray:

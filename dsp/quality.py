@@ -19,6 +19,82 @@ CONTEXT_EPOCHS = 5
 MOVEMENT_G = 0.02
 
 
+@njit(cache=True, fastmath=True)
+def _sum_and_range(row):
+    """Sum, minimum and maximum of ``row``, four samples at a time (independent running values
+    keep the processor busy). Meaningful only if the sum comes out finite: a NaN or infinite
+    sample makes it NaN or infinite, and then the caller takes the careful path."""
+    n = row.shape[0]
+    s0 = s1 = s2 = s3 = 0.0
+    l0 = l1 = l2 = l3 = h0 = h1 = h2 = h3 = row[0]
+    whole = n - n % 4
+    for i in range(0, whole, 4):
+        a, b, c, d = row[i], row[i + 1], row[i + 2], row[i + 3]
+        s0 += a
+        s1 += b
+        s2 += c
+        s3 += d
+        l0 = a if a < l0 else l0
+        l1 = b if b < l1 else l1
+        l2 = c if c < l2 else l2
+        l3 = d if d < l3 else l3
+        h0 = a if a > h0 else h0
+        h1 = b if b > h1 else h1
+        h2 = c if c > h2 else h2
+        h3 = d if d > h3 else h3
+    for i in range(whole, n):
+        a = row[i]
+        s0 += a
+        l0 = a if a < l0 else l0
+        h0 = a if a > h0 else h0
+    return (s0 + s1) + (s2 + s3), min(min(l0, l1), min(l2, l3)), max(max(h0, h1), max(h2, h3))
+
+
+@njit(cache=True, fastmath=True)
+def _spread_and_extremes(row, mean, lo, hi):
+    """Sum of squared deviations from ``mean``, and how many samples equal ``lo`` or ``hi`` (all finite)."""
+    ss = 0.0
+    at_extremes = 0
+    for i in range(row.shape[0]):
+        v = row[i]
+        ss += (v - mean) * (v - mean)
+        at_extremes += (v == lo) | (v == hi)
+    return ss, at_extremes
+
+
+@njit(cache=True)
+def _careful_quality(row, out):
+    """:func:`epoch_quality` of one epoch that may hold non-finite samples (skipped)."""
+    n = row.shape[0]
+    count = 0
+    total = 0.0
+    lo = np.inf
+    hi = -np.inf
+    for i in range(n):
+        v = row[i]
+        if np.isfinite(v):
+            count += 1
+            total += v
+            lo = min(lo, v)
+            hi = max(hi, v)
+    out[0] = (n - count) / n if n > 0 else 1.0
+    out[1] = 0.0
+    out[2] = 0.0
+    if count == 0:
+        return
+    mean = total / count
+    ss = 0.0
+    at_extremes = 0
+    for i in range(n):
+        v = row[i]
+        if np.isfinite(v):
+            ss += (v - mean) * (v - mean)
+            if v == lo or v == hi:
+                at_extremes += 1
+    out[1] = np.sqrt(ss / count)
+    out[2] = at_extremes / count
+
+
 @njit(cache=True)
 def epoch_quality(epochs):
     """Quality measures of every epoch.
@@ -37,31 +113,18 @@ def epoch_quality(epochs):
     n_epochs, n = epochs.shape
     out = np.zeros((n_epochs, 3))
     for e in range(n_epochs):
-        count = 0
-        total = 0.0
-        lo = np.inf
-        hi = -np.inf
-        for i in range(n):
-            v = epochs[e, i]
-            if np.isfinite(v):
-                count += 1
-                total += v
-                lo = min(lo, v)
-                hi = max(hi, v)
-        out[e, 0] = (n - count) / n if n > 0 else 1.0
-        if count == 0:
+        row = epochs[e]
+        if n == 0:
+            out[e, 0] = 1.0
             continue
-        mean = total / count
-        ss = 0.0
-        at_extremes = 0
-        for i in range(n):
-            v = epochs[e, i]
-            if np.isfinite(v):
-                ss += (v - mean) * (v - mean)
-                if v == lo or v == hi:
-                    at_extremes += 1
-        out[e, 1] = np.sqrt(ss / count)
-        out[e, 2] = at_extremes / count
+        total, lo, hi = _sum_and_range(row)
+        if not np.isfinite(total):  # lost or non-finite samples: count and skip them
+            _careful_quality(row, out[e])
+            continue
+        mean = total / n
+        ss, at_extremes = _spread_and_extremes(row, mean, lo, hi)
+        out[e, 1] = np.sqrt(ss / n)
+        out[e, 2] = at_extremes / n
     return out
 
 

@@ -1,20 +1,21 @@
 """Rational-factor resampling (e.g. 250 or 256 Hz to a 100-Hz working rate), offline and streaming.
 
 The anti-alias low-pass is the one :func:`scipy.signal.resample_poly` designs (a Kaiser-windowed
-sinc, :func:`scipy.signal.firwin`), applied in polyphase form: each output sample is one dot product
-of the input with the filter phase that lands on it, so the signal is never upsampled and nothing is
-computed that is then thrown away. Output sample ``n`` sits at time ``n / fs_out`` s, the first input
-sample at 0 s; samples before the start (and after the end, for a finished signal) count as zero,
-as in scipy's default ``padtype="constant"``.
+sinc, :func:`scipy.signal.firwin`; designed here with numpy alone, so resampling does not import
+scipy's signal package, which takes most of a second), applied in polyphase form: each output
+sample is one dot product of the input with the filter phase that lands on it, so the signal is
+never upsampled and nothing is computed that is then thrown away. Output sample ``n`` sits at
+time ``n / fs_out`` s, the first input sample at 0 s; samples before the start (and after the end,
+for a finished signal) count as zero, as in scipy's default ``padtype="constant"``.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 from numba import njit
-from scipy import signal
 
 #: Largest up or down factor accepted; the filter has 20 * max(up, down) + 1 taps.
 MAX_FACTOR = 1000
@@ -46,6 +47,37 @@ def rational_factors(fs_in: float, fs_out: float) -> tuple[int, int]:
     return ratio.numerator, ratio.denominator
 
 
+def windowed_sinc(n_taps: int, cutoff: float, window=("kaiser", 5.0)) -> np.ndarray:
+    """Linear-phase FIR low-pass by the window method, unit gain at 0 Hz.
+
+    The same filter as :func:`scipy.signal.firwin` (``numtaps=n_taps, cutoff=cutoff``, default
+    ``pass_zero`` and ``scale``); a Kaiser window is computed with numpy, any other window spec is
+    handed to :func:`scipy.signal.get_window`.
+
+    Parameters
+    ----------
+    n_taps : int
+        Filter length (odd for a symmetric filter centred on a tap).
+    cutoff : float
+        Cut-off as a fraction of the Nyquist frequency, 0..1.
+    window : str or tuple, optional
+        ``("kaiser", beta)`` or a :func:`scipy.signal.get_window` spec, by default ``("kaiser", 5.0)``.
+
+    Returns
+    -------
+    ndarray, shape (n_taps,)
+    """
+    m = np.arange(n_taps) - 0.5 * (n_taps - 1)
+    h = cutoff * np.sinc(cutoff * m)
+    if isinstance(window, tuple) and len(window) == 2 and window[0] == "kaiser":
+        h *= np.kaiser(n_taps, float(window[1]))
+    else:
+        from scipy.signal import get_window  # other windows only: not on the staging path
+
+        h *= get_window(window, n_taps, fftbins=False)
+    return h / np.sum(h)
+
+
 def design_polyphase(up: int, down: int, window=("kaiser", 5.0)) -> tuple[np.ndarray, int]:
     """Anti-alias FIR low-pass split into its ``up`` phases.
 
@@ -70,7 +102,7 @@ def design_polyphase(up: int, down: int, window=("kaiser", 5.0)) -> tuple[np.nda
         return np.ones((1, 1)), 0
     max_rate = max(up, down)
     half_len = 10 * max_rate  # resample_poly's length: the sinc's tails beyond are negligible
-    h = signal.firwin(2 * half_len + 1, 1.0 / max_rate, window=window) * up
+    h = windowed_sinc(2 * half_len + 1, 1.0 / max_rate, window) * up
     n_per_phase = -(-h.size // up)
     padded = np.zeros(n_per_phase * up)
     padded[: h.size] = h
@@ -109,23 +141,51 @@ def polyphase_resample(x, taps, down, half_len, x_start, first_out, n_out):
     up, n_per_phase = taps.shape
     n_rows, n_in = x.shape
     y = np.zeros((n_rows, n_out))
-    # phases reversed, so that taps and samples are both read in ascending order (vectorises)
+    # phases reversed, so that taps and samples are both read in ascending order (vectorises);
+    # the fast path's copy is padded with zeros in front to a whole number of vector registers
     rtaps = np.ascontiguousarray(taps[:, ::-1])
-    for i in range(n_out):
-        t = (first_out + i) * down + half_len
-        k_hi = t // up
+    width = -(-n_per_phase // 8) * 8
+    wide = np.zeros((up, width))
+    wide[:, width - n_per_phase :] = rtaps
+    step_k, step_phase = down // up, down % up
+    for r in range(n_rows):
+        row = x[r]
+        t = first_out * down + half_len
+        k_hi = t // up  # the newest input sample under the filter, tracked without dividing
         phase = t - k_hi * up
-        # taps[phase, m] meets sample k_hi - m; keep only samples that are in x
-        m_lo = max(0, k_hi - (x_start + n_in - 1))
-        m_hi = min(n_per_phase, k_hi - x_start + 1)
-        first = k_hi - (m_hi - 1) - x_start
-        offset = n_per_phase - m_hi
-        for r in range(n_rows):
+        for i in range(n_out):
+            first = k_hi - (width - 1) - x_start
             acc = 0.0
-            for j in range(m_hi - m_lo):
-                acc += rtaps[phase, offset + j] * x[r, first + j]
+            if first >= 0 and first + width <= n_in:
+                # the whole (padded) filter lies inside x: a fixed-length dot product, the fast path
+                tp = wide[phase]
+                seg = row[first : first + width]
+                for j in range(width):
+                    acc += tp[j] * seg[j]
+            else:
+                # taps[phase, m] meets sample k_hi - m; keep only samples that are in x
+                tp = rtaps[phase]
+                m_lo = max(0, k_hi - (x_start + n_in - 1))
+                m_hi = min(n_per_phase, k_hi - x_start + 1)
+                first = k_hi - (m_hi - 1) - x_start
+                offset = n_per_phase - m_hi
+                for j in range(m_hi - m_lo):
+                    acc += tp[offset + j] * row[first + j]
             y[r, i] = acc
+            k_hi += step_k
+            phase += step_phase
+            if phase >= up:
+                phase -= up
+                k_hi += 1
     return y
+
+
+@lru_cache(maxsize=16)
+def _cached_polyphase(up: int, down: int, window) -> tuple:
+    """:func:`design_polyphase`, once per factors and window (a live stager resamples every epoch)."""
+    taps, half_len = design_polyphase(up, down, window)
+    taps.setflags(write=False)
+    return taps, half_len
 
 
 def resample(x: np.ndarray, fs_in: float, fs_out: float, window=("kaiser", 5.0)) -> np.ndarray:
@@ -150,9 +210,11 @@ def resample(x: np.ndarray, fs_in: float, fs_out: float, window=("kaiser", 5.0))
         Resampled signal, float64, in the unit of ``x``.
     """
     up, down = rational_factors(fs_in, fs_out)
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
     rows = np.ascontiguousarray(np.atleast_2d(x))
-    taps, half_len = design_polyphase(up, down, window)
+    taps, half_len = _cached_polyphase(up, down, window)
     n_out = -(-rows.shape[1] * up // down)
     y = polyphase_resample(rows, taps, down, half_len, 0, 0, n_out)
     return y if x.ndim == 2 else y.reshape(-1)

@@ -1,10 +1,32 @@
-"""Spectral estimates per epoch: Welch and multitaper power spectra, band powers."""
+"""Spectral estimates per epoch: Welch and multitaper power spectra, band powers.
+
+Welch's estimate is computed here with numpy's FFT, so staging never imports scipy's signal
+package (most of a second); the multitaper estimate takes its tapers from scipy when called.
+"""
 
 from __future__ import annotations
 
+import threading
+from functools import lru_cache
+
 import numpy as np
 from numba import njit
-from scipy import signal
+
+#: Epochs whose Welch segments are transformed at once (bounds the temporary arrays to a few MB).
+_WELCH_BLOCK_EPOCHS = 64
+# Work arrays kept per thread between calls: a fresh MB-sized array costs a page fault per 4 kB
+# on first write, more than the FFT itself for a chunk of epochs.
+_scratch = threading.local()
+
+
+def _work_array(name: str, shape: tuple, dtype) -> np.ndarray:
+    """A reusable array of ``shape`` and ``dtype`` (contents undefined), one per name and thread."""
+    size = int(np.prod(shape))
+    held = getattr(_scratch, name, None)
+    if held is None or held.size < size or held.dtype != dtype:
+        held = np.empty(size, dtype=dtype)
+        setattr(_scratch, name, held)
+    return held[:size].reshape(shape)
 
 
 @njit(cache=True)
@@ -38,8 +60,58 @@ def band_powers(psd, freqs, edges):
     return out
 
 
+@njit(cache=True, fastmath=True)
+def _welch_segments(epochs, window, step, out):
+    """Fill ``out[e, s]`` with segment ``s`` of epoch ``e`` (``len(window)`` samples from ``s * step``),
+    its mean removed and the window applied."""
+    n_epochs, n_segments, n_per = out.shape
+    for e in range(n_epochs):
+        for s in range(n_segments):
+            start = s * step
+            mean = 0.0
+            for i in range(n_per):
+                mean += epochs[e, start + i]
+            mean /= n_per
+            for i in range(n_per):
+                out[e, s, i] = (epochs[e, start + i] - mean) * window[i]
+
+
+@njit(cache=True, fastmath=True)
+def _mean_power(spectra, scale, out):
+    """``out[e, f]``: mean over segments of ``|spectra[e, s, f]|^2``, times ``scale``."""
+    n_epochs, n_segments, n_freqs = spectra.shape
+    for e in range(n_epochs):
+        for f in range(n_freqs):
+            out[e, f] = 0.0
+        for s in range(n_segments):
+            for f in range(n_freqs):
+                v = spectra[e, s, f]
+                out[e, f] += v.real * v.real + v.imag * v.imag
+        for f in range(n_freqs):
+            out[e, f] *= scale[f] / n_segments
+
+
+@lru_cache(maxsize=16)
+def _welch_design(n_per: int, fs: float) -> tuple:
+    """Periodic Hann window, frequencies and one-sided density scale of ``n_per``-sample segments."""
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_per) / n_per)
+    freqs = np.fft.rfftfreq(n_per, 1.0 / fs)
+    # density scaling; one-sided: every bin but 0 Hz (and Nyquist, for an even length) counts twice
+    scale = np.full(freqs.size, 2.0 / (fs * (window * window).sum()))
+    scale[0] /= 2.0
+    if n_per % 2 == 0:
+        scale[-1] /= 2.0
+    for a in (window, freqs, scale):
+        a.setflags(write=False)
+    return window, freqs, scale
+
+
 def epoch_psd(epochs: np.ndarray, fs: float, window_seconds: float = 4.0):
     """Welch power spectrum of every epoch (Hann windows, 50 % overlap, mean detrended).
+
+    The estimate of :func:`scipy.signal.welch` with ``window="hann"``, ``nperseg`` samples of
+    ``window_seconds`` and its defaults (half-overlapping segments, each segment's mean removed,
+    density scaling, one-sided, mean over segments), to rounding.
 
     Parameters
     ----------
@@ -57,8 +129,24 @@ def epoch_psd(epochs: np.ndarray, fs: float, window_seconds: float = 4.0):
     psd : ndarray, shape (n_epochs, n_freqs)
         Power spectral density in uV^2/Hz.
     """
-    nperseg = min(epochs.shape[-1], int(round(window_seconds * fs)))
-    return signal.welch(epochs, fs, window="hann", nperseg=nperseg, axis=-1)
+    epochs = np.asarray(epochs)
+    if epochs.dtype not in (np.float32, np.float64):
+        epochs = epochs.astype(np.float64)
+    n_epochs, n = epochs.shape
+    n_per = min(n, int(round(window_seconds * fs)))
+    step = n_per - n_per // 2
+    n_segments = (n - n_per) // step + 1
+    window, freqs, scale = _welch_design(n_per, float(fs))
+    psd = np.empty((n_epochs, freqs.size))
+    block = min(n_epochs, _WELCH_BLOCK_EPOCHS)
+    segments = _work_array("segments", (block, n_segments, n_per), np.float64)
+    spectra = _work_array("spectra", (block, n_segments, freqs.size), np.complex128)
+    for a in range(0, n_epochs, _WELCH_BLOCK_EPOCHS):
+        b = min(n_epochs, a + _WELCH_BLOCK_EPOCHS)
+        _welch_segments(epochs[a:b], window, step, segments[: b - a])
+        np.fft.rfft(segments[: b - a], axis=-1, out=spectra[: b - a])
+        _mean_power(spectra[: b - a], scale, psd[a:b])
+    return freqs, psd
 
 
 def multitaper_psd(epochs: np.ndarray, fs: float, bandwidth_hz: float = 1.0):
@@ -93,7 +181,9 @@ def multitaper_psd(epochs: np.ndarray, fs: float, bandwidth_hz: float = 1.0):
     half_nbw = bandwidth_hz * n / (2.0 * fs)
     if half_nbw < 0.5:
         raise ValueError(f"bandwidth_hz must be at least fs / n_samples = {fs / n:g} Hz")
-    tapers, ratios = signal.windows.dpss(n, half_nbw, int(2 * half_nbw), sym=False, return_ratios=True)
+    from scipy.signal.windows import dpss  # imported here: the staging path never needs it
+
+    tapers, ratios = dpss(n, half_nbw, int(2 * half_nbw), sym=False, return_ratios=True)
     # low-bias tapers only: each keeps over 90 % of its energy inside the band
     keep = ratios > 0.9 if (ratios > 0.9).any() else ratios == ratios.max()
     tapers, weights = tapers[keep], ratios[keep]

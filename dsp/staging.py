@@ -15,8 +15,11 @@ Adaptation
     units around the recording's own level) and weighs each by the evidence the whole sequence
     gives it under a hidden Markov model, whose transition matrix is counted in 20 real expert
     hypnograms (Sleep-EDF, :data:`dsp.model.TRANSITIONS_FILE`). The stage probabilities are the evidence-
-    weighted mixture over the bank. Scaling the signal by any factor shifts the delta power and
-    the grid alike, so staging is amplitude invariant. A headband's noise floor and filters shift
+    weighted mixture over the bank. Only the delta term of the likelihood differs between
+    hypotheses: it is tabulated once per recording, and one forward pass runs the whole bank side
+    by side (:func:`dsp.hmm.bank_evidence`); the backward pass runs for the hypotheses whose weight
+    matters. Scaling the signal by any factor shifts the delta power and the grid alike, so
+    staging is amplitude invariant. A headband's noise floor and filters shift
     the beta share, slope and entropy in every stage alike: those get per-recording offsets,
     estimated by EM and shrunk towards zero for short recordings (online EM when live).
 
@@ -34,11 +37,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from .errors import SignalError
-from .features import (EEG_FEATURES, GAIN_DEPENDENT, WORKING_RATE_HZ, eeg_features, emg_log_power,
-                       to_working_rate)
-from .hmm import forward_backward, predict_and_update
+from .features import (CHUNK_EPOCHS, EEG_FEATURES, GAIN_DEPENDENT, WORKING_RATE_HZ, eeg_features,
+                       emg_log_power, to_working_rate, working_rate_features)
+from .hmm import bank_evidence, bank_posterior, predict_and_update
 from .model import StagingModel, default_model
 from .quality import epoch_quality, scorable, unscorable_reason
 from .stages import EPOCH_SECONDS, STAGES, UNSCORED
@@ -117,14 +121,9 @@ def _check_rate(fs: float) -> None:
         raise SignalError(f"staging needs a sample rate of at least {MIN_RATE_HZ:g} Hz, got {fs:g} Hz")
 
 
-def _as_epochs(x: np.ndarray, fs: float) -> np.ndarray:
-    """(channels, samples) -> (channels, epochs, samples per epoch), dropping a final partial epoch."""
-    n_per = int(round(EPOCH_SECONDS * fs))
-    n_epochs = x.shape[-1] // n_per
-    return x[:, : n_epochs * n_per].reshape(x.shape[0], n_epochs, n_per)
-
-
 def _as_2d(x, name: str) -> np.ndarray:
+    if _is_reader(x):
+        return x
     x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
@@ -133,6 +132,30 @@ def _as_2d(x, name: str) -> np.ndarray:
     if x.ndim != 2 or x.shape[0] == 0:
         raise SignalError(f"{name} must be shaped (channels, samples) or (samples,), got {x.shape}")
     return x
+
+
+def _is_reader(x) -> bool:
+    """A 2-D array-like that reads samples when sliced (e.g. ingest.edf.SignalReader): kept as it is."""
+    return (not isinstance(x, np.ndarray) and hasattr(x, "__getitem__")
+            and len(getattr(x, "shape", ())) == 2 and x.shape[0] > 0)
+
+
+def _emg_tone(emg, fs: float, n_epochs: int):
+    """Scorability and log 10-100 Hz power (:func:`dsp.features.emg_log_power`) of the EMG's first
+    ``n_epochs`` epochs, shape (n_epochs,) each, computed a chunk of epochs at a time; None when
+    the EMG is shorter than that."""
+    n_per = int(round(EPOCH_SECONDS * fs))
+    if emg.shape[1] < n_epochs * n_per:
+        return None
+    ok = np.ones(n_epochs, dtype=bool)
+    power = np.empty(n_epochs)
+    for e0 in range(0, n_epochs, CHUNK_EPOCHS):
+        e1 = min(n_epochs, e0 + CHUNK_EPOCHS)
+        epochs = np.stack([np.asarray(emg[c, e0 * n_per : e1 * n_per]).reshape(e1 - e0, n_per)
+                           for c in range(emg.shape[0])])
+        ok[e0:e1] = scorable_epochs(epochs)
+        power[e0:e1] = emg_log_power(epochs, fs)
+    return ok, power
 
 
 def scorable_epochs(epochs: np.ndarray) -> np.ndarray:
@@ -150,31 +173,133 @@ def scorable_epochs(epochs: np.ndarray) -> np.ndarray:
     return np.all([scorable(epoch_quality(ch)) for ch in epochs], axis=0)
 
 
-def _bank_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z) -> np.ndarray:
-    """Evidence-weighted forward-backward posterior over the bank of gain hypotheses, shape (T, 5)."""
-    anchor = float(np.median(features[ok, 0]))
-    log_trans, log_init = model.log_transitions, model.log_initial
-    posts, evidence = [], []
-    for offset in GAIN_OFFSETS:
-        loglik = emission_loglik(model, features, anchor + offset, emg_z)
-        loglik[~ok] = 0.0  # no evidence: the HMM carries the neighbours' context through
-        post, log_evidence = forward_backward(loglik, log_trans, log_init)
-        posts.append(post)
-        evidence.append(log_evidence)
-    evidence = np.array(evidence)
-    weights = np.exp(evidence - evidence.max())
+@dataclass(frozen=True)
+class _GainBank:
+    """The gain hypotheses' part of the emission likelihoods: it depends only on the gain-dependent
+    features, which the offset EM never moves, so it is computed once per recording."""
+
+    gains: np.ndarray  # (J,) log10 uV^2: the recording's N2 delta level under each hypothesis
+    table: np.ndarray  # (T, K, J) likelihood factor of the gain-dependent features, max 1 over J
+    peak: np.ndarray  # (T, K) log of what ``table`` was divided by
+
+
+@njit(cache=True)
+def _gain_table(values, ok, gains, coef, centre, spread):
+    """Likelihood factor of the gain-dependent features for each epoch, stage and gain hypothesis.
+
+    ``values`` (T, D) are the gain-dependent features, shifted by ``gain * coef`` (D,) under each of
+    the ``gains`` (J,); ``centre``, ``spread`` (K, D) the stages' prototypes and spreads. Returns the
+    table (T, K, J), scaled so its maximum over J is 1, and the log of that scale (T, K); epochs
+    that are not ``ok`` get 1 and 0 (no evidence).
+    """
+    t_len, d_len = values.shape
+    k_len, j_len = centre.shape[0], gains.shape[0]
+    table = np.ones((t_len, k_len, j_len))
+    peak = np.zeros((t_len, k_len))
+    loglik = np.empty(j_len)
+    for t in range(t_len):
+        if not ok[t]:
+            continue
+        for k in range(k_len):
+            best = -np.inf
+            for j in range(j_len):
+                total = 0.0
+                for d in range(d_len):
+                    z = (values[t, d] - gains[j] * coef[d] - centre[k, d]) / spread[k, d]
+                    total += z * z
+                loglik[j] = -0.5 * total
+                best = max(best, loglik[j])
+            peak[t, k] = best
+            for j in range(j_len):
+                table[t, k, j] = np.exp(loglik[j] - best)
+    return table, peak
+
+
+def _gain_bank(model: StagingModel, features: np.ndarray, ok: np.ndarray) -> _GainBank:
+    """Gain hypotheses around the median delta level of the scorable epochs, and their likelihood factors."""
+    gains = float(np.median(features[ok, 0])) + GAIN_OFFSETS
+    dependent = GAIN_DEPENDENT != 0
+    table, peak = _gain_table(np.ascontiguousarray(features[:, dependent]), ok, gains, GAIN_DEPENDENT[dependent],
+                              np.ascontiguousarray(model.prototypes[:, dependent]),
+                              np.ascontiguousarray(model.spread[:, dependent]))
+    return _GainBank(gains, table, peak)
+
+
+@njit(cache=True)
+def _shared_factor(features, ok, dependent, prototypes, spread, emg, emg_weight, peak):
+    """The emission likelihood factor all gain hypotheses share, shape (T, K): the gain-independent
+    features' Gaussian likelihood under each stage, the EMG tone term and the gain table's scale
+    (``peak``), exponentiated relative to each epoch's best stage; 1 for epochs that are not ``ok``."""
+    t_len, f_len = features.shape
+    k_len = prototypes.shape[0]
+    out = np.ones((t_len, k_len))
+    log_norm = np.zeros(k_len)
+    for k in range(k_len):
+        for f in range(f_len):
+            log_norm[k] += np.log(spread[k, f])
+    loglik = np.empty(k_len)
+    for t in range(t_len):
+        if not ok[t]:
+            continue
+        best = -np.inf
+        for k in range(k_len):
+            total = 0.0
+            for f in range(f_len):
+                if not dependent[f]:
+                    z = (features[t, f] - prototypes[k, f]) / spread[k, f]
+                    total += z * z
+            loglik[k] = -0.5 * total - log_norm[k] + emg[t] * emg_weight[k] + peak[t, k]
+            best = max(best, loglik[k])
+        for k in range(k_len):
+            out[t, k] = np.exp(loglik[k] - best)
+    return out
+
+
+def _bank_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z, bank: _GainBank) -> tuple:
+    """Evidence-weighted forward-backward posterior over the bank of gain hypotheses, shape (T, 5),
+    and the gain of the best-supported hypothesis."""
+    emg = np.zeros(len(ok)) if emg_z is None else np.clip(emg_z, -3.0, 3.0)
+    factor = _shared_factor(features, ok, GAIN_DEPENDENT != 0, model.prototypes, model.spread, emg,
+                            model.emg_weight, bank.peak)
+    log_evidence = bank_evidence(factor, bank.table, model.transitions, model.initial)
+    weights = np.exp(log_evidence)
     weights /= weights.sum()
-    return np.tensordot(weights, np.array(posts), axes=1), anchor + GAIN_OFFSETS[int(evidence.argmax())]
+    post = np.zeros(factor.shape)
+    used = np.flatnonzero(weights > 1e-15)  # the rest add less than rounding to the mixture
+    for j in used:
+        post += weights[j] * bank_posterior(factor, bank.table, model.transitions, model.initial, j)
+    post /= weights[used].sum()
+    return post, float(bank.gains[int(log_evidence.argmax())])
 
 
-def _offset_update(model: StagingModel, x: np.ndarray, post: np.ndarray) -> tuple:
-    """Sufficient statistics of the per-recording feature offsets: precision-weighted residuals
-    of ``x`` (n, n_features, gain removed) from the prototypes, and their precisions, summed over epochs
-    weighted by the stage posteriors ``post`` (n, 5)."""
-    precision = 1.0 / model.spread ** 2
-    residual = (post[:, :, None] * (x[:, None, :] - model.prototypes[None]) * precision[None]).sum(axis=(0, 1))
-    weight = (post[:, :, None] * precision[None]).sum(axis=(0, 1))
+@njit(cache=True)
+def _offset_statistics(x, ok, post, prototypes, spread):
+    """Sums over the ``ok`` epochs, weighted by the stage posteriors ``post`` (T, K), of the
+    precision-weighted residuals of ``x`` (T, F, gain removed) from the prototypes, and of the
+    precisions: the sufficient statistics of the per-recording feature offsets, (F,) each."""
+    t_len, f_len = x.shape
+    k_len = prototypes.shape[0]
+    residual = np.zeros(f_len)
+    weight = np.zeros(f_len)
+    for t in range(t_len):
+        if not ok[t]:
+            continue
+        for k in range(k_len):
+            p = post[t, k]
+            for f in range(f_len):
+                precision = 1.0 / (spread[k, f] * spread[k, f])
+                residual[f] += p * (x[t, f] - prototypes[k, f]) * precision
+                weight[f] += p * precision
     return residual, weight
+
+
+def _offset_update(model: StagingModel, x: np.ndarray, post: np.ndarray, ok=None) -> tuple:
+    """Sufficient statistics of the per-recording feature offsets: precision-weighted residuals
+    of ``x`` (n, n_features, gain removed) from the prototypes, and their precisions, summed over
+    the epochs (those ``ok``, by default all) weighted by the stage posteriors ``post`` (n, 5)."""
+    ok = np.ones(len(x), dtype=bool) if ok is None else ok
+    return _offset_statistics(np.ascontiguousarray(x, dtype=np.float64), ok,
+                              np.ascontiguousarray(post, dtype=np.float64), model.prototypes, model.spread)
 
 
 def _offsets(model: StagingModel, residual: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -187,32 +312,35 @@ def _offsets(model: StagingModel, residual: np.ndarray, weight: np.ndarray) -> n
 
 def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z) -> np.ndarray:
     """Posterior over stages after estimating the recording's gain and feature offsets (EM), shape (T, 5)."""
+    bank = _gain_bank(model, features, ok)
     offset = np.zeros(features.shape[1])
     for _ in range(MAX_EM_ITERATIONS):
-        post, gain = _bank_posterior(model, features - offset, ok, emg_z)
-        residual, weight = _offset_update(model, features[ok] - gain * GAIN_DEPENDENT, post[ok])
+        post, gain = _bank_posterior(model, features - offset, ok, emg_z, bank)
+        residual, weight = _offset_update(model, features - gain * GAIN_DEPENDENT, post, ok)
         new = _offsets(model, residual, weight)
         converged = np.abs(new - offset).max() < 1e-3
         offset = new
         if converged:
             break
-    return _bank_posterior(model, features - offset, ok, emg_z)[0]
+    return _bank_posterior(model, features - offset, ok, emg_z, bank)[0]
 
 
-def epoch_features(eeg: np.ndarray, fs: float) -> tuple:
+def epoch_features(eeg, fs: float) -> tuple:
     """Features and scorability of every whole 30-s epoch of EEG.
 
     Parameters
     ----------
-    eeg : ndarray, shape (n_channels, n_samples)
-        EEG in uV; NaN marks lost samples.
+    eeg : ndarray or array-like reader, shape (n_channels, n_samples)
+        EEG in uV; NaN marks lost samples. A reader (anything with ``shape`` whose
+        ``eeg[channel, start:stop]`` gives an ndarray, e.g. :meth:`ingest.edf.EdfRecording.reader`)
+        is read a chunk at a time.
     fs : float
         Sample rate in Hz (>= 50).
 
     Returns
     -------
     features : ndarray, shape (n_epochs, n_features)
-        :func:`dsp.features.eeg_features`, computed at the working rate (50 Hz).
+        :func:`dsp.features.eeg_features`, computed at the working rate (50 Hz), averaged over channels.
     ok : ndarray of bool, shape (n_epochs,)
         Epochs every channel of which can be scored (see :mod:`dsp.quality`).
 
@@ -223,19 +351,17 @@ def epoch_features(eeg: np.ndarray, fs: float) -> tuple:
         scored (flat, railed, clipped or missing signal throughout).
     """
     _check_rate(fs)
-    epochs = _as_epochs(eeg, fs)
-    n_epochs = epochs.shape[1]
+    n_epochs = eeg.shape[1] // int(round(EPOCH_SECONDS * fs))
     if n_epochs == 0:
         raise SignalError(
             f"recording too short: {eeg.shape[1] / fs:.1f} s; staging needs at least one {EPOCH_SECONDS:g}-s epoch"
         )
-    quality = [epoch_quality(ch) for ch in epochs]
+    features, quality = working_rate_features(eeg, fs, n_epochs)
     ok = np.all([scorable(q) for q in quality], axis=0)
     if not ok.any():
         worst = min(quality, key=lambda q: int(scorable(q).sum()))
         raise SignalError(f"no epoch can be scored: {unscorable_reason(worst)}")
-    working = to_working_rate(eeg[:, : n_epochs * epochs.shape[2]], fs)
-    return eeg_features(_as_epochs(working, WORKING_RATE_HZ)[:, :n_epochs], WORKING_RATE_HZ), ok
+    return features.mean(axis=0), ok
 
 
 def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: StagingModel | None = None) -> StagingResult:
@@ -245,10 +371,13 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: Stagi
     ----------
     eeg : array_like, shape (n_channels, n_samples) or (n_samples,)
         One or more EEG channels in uV, any lead (frontal, central, temporal); NaN marks lost samples.
+        May also be a reader that loads samples when sliced (anything 2-D with ``shape`` whose
+        ``eeg[channel, start:stop]`` gives an ndarray, e.g. :meth:`ingest.edf.EdfRecording.reader`):
+        the recording is then read a chunk at a time and never held whole.
     fs : float
         EEG sample rate in Hz (>= 50).
     emg : array_like, shape (n_emg, n_emg_samples) or (n_emg_samples,), optional
-        Chin EMG in uV covering the same time span.
+        Chin EMG in uV covering the same time span (or a reader, as ``eeg``).
     emg_fs : float, optional
         EMG sample rate in Hz; ``fs`` if omitted.
     model : StagingModel, optional
@@ -273,10 +402,9 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: Stagi
     if emg is not None:
         emg_fs = fs if emg_fs is None else emg_fs
         _check_rate(emg_fs)
-        emg_epochs = _as_epochs(_as_2d(emg, "emg"), emg_fs)[:, :n_epochs]
-        if emg_epochs.shape[1] == n_epochs:
-            emg_ok = scorable_epochs(emg_epochs)
-            power = emg_log_power(emg_epochs, emg_fs)
+        tone = _emg_tone(_as_2d(emg, "emg"), emg_fs, n_epochs)
+        if tone is not None:
+            emg_ok, power = tone
             reference = emg_ok & ok & (post[:, 2] + post[:, 3] > 0.5)
             if reference.sum() >= MIN_EMG_REFERENCE_EPOCHS:
                 emg_z = np.where(emg_ok, robust_z(power, power[reference]), 0.0)

@@ -27,6 +27,9 @@ _GAP = re.compile(r"^Gap: (\d+) samples lost$")
 MISSING_TEXT = "Missing: {label}"
 _MISSING = re.compile(r"^Missing: (.+)$")
 
+#: Samples calibrated at once by :meth:`EdfRecording.read` (its float64 scratch stays in cache).
+_CALIBRATION_BLOCK = 1 << 16
+
 # Factor from a file's physical dimension to ours (uV for electrodes, g for accelerometers).
 _TO_UV = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
 
@@ -66,9 +69,10 @@ class EdfRecording:
     annotations : tuple of Annotation
     """
 
-    def __init__(self, path: str, edf):
+    def __init__(self, path: str, edf, reader=None):
         self.path = path
         self._edf = edf
+        self._reader = reader  # edfio's read_edf or read_bdf, to open the file again after close()
         self.start = _start_of(edf)
         self.duration = float(edf.duration)
         self.signals = tuple(
@@ -76,6 +80,7 @@ class EdfRecording:
                        int(s.samples_per_data_record) * int(edf.num_data_records), s.physical_dimension)
             for s in edf.signals
         )
+        self._calibration = tuple(_calibration(s) for s in edf.signals)
         self.annotations = tuple(Annotation(float(a.onset), float(a.duration or 0.0), a.text) for a in edf.annotations)
 
     @property
@@ -88,23 +93,139 @@ class EdfRecording:
         """Lost stretches marked by :data:`GAP_TEXT` annotations: ``[(onset_s, duration_s), ...]``."""
         return [(a.onset, a.duration) for a in self.annotations if _GAP.match(a.text)]
 
-    def read(self, index: int, *, mark_gaps: bool = True) -> np.ndarray:
-        """Samples of signal ``index`` as float64, shape (n_samples,), in uV (g for ACC).
+    def close(self) -> None:
+        """Let go of the open file.
+
+        edfio maps an EDF file into memory, and every page of it a read has touched counts as this
+        process's memory until the map goes; a later :meth:`read` opens the file again.
+        """
+        if self._reader is not None:
+            self._edf = None
+
+    def _file(self):
+        if self._edf is None:
+            with warnings.catch_warnings():  # what opening it first had to say was said then
+                warnings.simplefilter("ignore")
+                self._edf = self._reader(self.path)
+        return self._edf
+
+    def read(self, index: int, *, mark_gaps: bool = True, start: int = 0, stop: int | None = None,
+             dtype=np.float64) -> np.ndarray:
+        """Samples ``start .. stop - 1`` of signal ``index`` in uV (g for ACC), shape (stop - start,).
 
         A signal whose unit the file leaves empty or names unknown is taken to be in uV. With
-        ``mark_gaps`` (the default), samples inside annotated gaps are NaN.
+        ``mark_gaps`` (the default), samples inside annotated gaps are NaN. Only the data records
+        holding the samples asked for are read; the values are edfio's calibration (computed in
+        float64), then converted to ``dtype`` (float64 by default; float32 halves the memory and
+        keeps what a 16- or 24-bit file holds).
         """
         info = self.signals[index]
-        data = np.array(self._edf.signals[index].data, dtype=np.float64)  # a copy: edfio's may be read-only
+        stop = info.n_samples if stop is None else min(stop, info.n_samples)
+        start = max(0, min(start, stop))
+        digital = self._file().signals[index].get_digital_slice(start / info.fs, stop / info.fs)
+        gain, offset = self._calibration[index] or (1.0, 0.0)
         if CHANNEL_UNITS[info.kind] == "uV":
-            data = data * _TO_UV.get(info.unit.strip().lower(), 1.0)
+            unit = _TO_UV.get(info.unit.strip().lower(), 1.0)
+        else:
+            unit = 1.0
+        data = np.empty(digital.shape, dtype=dtype)
+        # a block at a time: the float64 temporary stays small and in cache, whatever the length
+        scratch = np.empty(min(digital.size, _CALIBRATION_BLOCK))
+        for a in range(0, digital.size, _CALIBRATION_BLOCK):
+            block = digital[a : a + _CALIBRATION_BLOCK]
+            part = scratch[: block.size]
+            np.add(block, offset, out=part)
+            part *= gain
+            if unit != 1.0:
+                part *= unit
+            data[a : a + block.size] = part
         if mark_gaps:
             spans = self.gaps + [(a.onset, a.duration) for a in self.annotations
                                  if (m := _MISSING.match(a.text)) and m.group(1) == info.label]
             for onset, duration in spans:
                 a = int(round(onset * info.fs))
-                data[a : a + max(1, int(round(duration * info.fs)))] = np.nan
+                b = a + max(1, int(round(duration * info.fs)))
+                if a < stop and b > start:
+                    data[max(a, start) - start : min(b, stop) - start] = np.nan
         return data
+
+    def reader(self, indices, dtype=np.float32) -> "SignalReader":
+        """Signals of one rate as a (channels, samples) array that reads a stretch when sliced.
+
+        For stagers and detectors that go through a recording a chunk at a time: memory stays at a
+        chunk's worth, not the file's (see :class:`SignalReader`).
+        """
+        return SignalReader(self, indices, dtype)
+
+
+class SignalReader:
+    """Signals of one rate of an :class:`EdfRecording`, read on demand.
+
+    ``reader[row, start:stop]`` gives samples ``start .. stop - 1`` of the ``row``-th signal as
+    :meth:`EdfRecording.read` does (uV, NaN in gaps, in :attr:`dtype`), reading only the data records
+    that hold them. The file stays open while reads ask for the same stretch (of one signal after
+    another) and is let go when they move on (see :meth:`EdfRecording.close`), so what the reads
+    touched does not pile up in memory. ``numpy.asarray(reader)`` reads everything.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(n_signals, n_samples)``.
+    fs : float
+        Sample rate in Hz of every signal.
+    dtype : numpy.dtype
+    """
+
+    ndim = 2
+
+    def __init__(self, recording: EdfRecording, indices, dtype=np.float32):
+        self.recording = recording
+        self.indices = tuple(int(i) for i in indices)
+        infos = [recording.signals[i] for i in self.indices]
+        if not infos or len({(s.fs, s.n_samples) for s in infos}) != 1:
+            raise ValueError("a SignalReader needs one or more signals of one rate and length")
+        self.fs = infos[0].fs
+        self.shape = (len(infos), infos[0].n_samples)
+        self.dtype = np.dtype(dtype)
+        self._stretch = None  # (start, stop) of the reads since the file was last let go
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        row, columns = key if isinstance(key, tuple) else (key, slice(None))
+        if not isinstance(columns, slice):
+            raise TypeError("a SignalReader is read as reader[row, start:stop]")
+        start, stop, step = columns.indices(self.shape[1])
+        if step != 1:
+            raise TypeError("a SignalReader reads contiguous stretches (no step)")
+        if isinstance(row, slice):
+            out = np.stack([self[r, start:stop] for r in range(*row.indices(self.shape[0]))])
+            self.close()
+            return out
+        if self._stretch != (start, stop):
+            self.close()
+            self._stretch = (start, stop)
+        return self.recording.read(self.indices[row], start=start, stop=max(start, stop), dtype=self.dtype)
+
+    def close(self) -> None:
+        """Let go of the file (see :meth:`EdfRecording.close`); the next read opens it again."""
+        self.recording.close()
+        self._stretch = None
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:, :]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def _calibration(signal) -> tuple | None:
+    """edfio's ``(gain, offset)`` of a signal (physical = (digital + offset) * gain), or None where
+    edfio returns the digital values as they are (a zero digital or physical range)."""
+    try:
+        gain = (signal.physical_max - signal.physical_min) / (signal.digital_max - signal.digital_min)
+        return gain, signal.physical_max / gain - signal.digital_max
+    except (ZeroDivisionError, ValueError):
+        return None
 
 
 def gap_annotation(first_index: int, n_samples: int, fs: float) -> Annotation:
@@ -150,7 +271,8 @@ def read_edf(path: str | os.PathLike) -> EdfRecording:
         text = str(w.message)
         if "data record" in text.lower():
             raise RecordingError(f"{path}: truncated {kind} file ({text.rstrip('.')})")
-    return EdfRecording(path, edf)
+    # an EDF is memory-mapped, so it can be let go and opened again; a BDF is read whole
+    return EdfRecording(path, edf, reader if kind == "EDF" else None)
 
 
 def _reason(err: Exception) -> str:

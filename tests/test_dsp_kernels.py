@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dsp.hmm import forward_backward, forward_filter, forward_step
+from dsp.hmm import bank_evidence, bank_posterior, forward_backward, forward_filter, forward_step
 from dsp.quality import epoch_quality, scorable
 from dsp.spectral import band_powers, epoch_psd
 
@@ -100,3 +100,57 @@ def test_forward_step_is_bayes_filtering():
     expected = (prev @ trans) * emit
     expected /= expected.sum()
     np.testing.assert_allclose(np.exp(forward_step(np.log(prev), np.log(emit), np.log(trans))), expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(x=hnp.arrays(np.float32, st.tuples(st.integers(1, 3), st.integers(2, 50)),
+                    elements=st.one_of(st.floats(-1e3, 1e3, width=32), st.just(np.inf), st.just(-np.inf))))
+def test_epoch_quality_skips_infinite_samples_and_takes_float32(x):
+    q = epoch_quality(x)
+    for e, row in enumerate(x.astype(np.float64)):
+        ok = row[np.isfinite(row)]
+        assert q[e, 0] == pytest.approx(1 - ok.size / row.size)
+        if ok.size:
+            assert q[e, 1] == pytest.approx(ok.std(), abs=1e-6 * (1 + np.abs(ok).max()))
+
+
+@pytest.mark.parametrize("shape, fs", [((7, 1500), 50.0), ((3, 3000), 100.0), ((2, 7680), 256.0),
+                                       ((4, 101), 100.0), ((70, 399), 100.0)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_welch_matches_scipy(shape, fs, dtype):
+    from scipy import signal
+
+    x = (np.random.default_rng(shape[1]).normal(3, 25, shape)).astype(dtype)
+    freqs, psd = epoch_psd(x, fs)
+    expected_f, expected = signal.welch(x.astype(np.float64), fs, window="hann", nperseg=min(shape[1], round(4 * fs)))
+    np.testing.assert_allclose(freqs, expected_f)
+    np.testing.assert_allclose(psd, expected, rtol=1e-9, atol=1e-12 * expected.max())
+
+
+def _bank(seed, t_len, k, j):
+    rng = np.random.default_rng(seed)
+    factor = rng.uniform(0.05, 1, (t_len, k))
+    table = rng.uniform(0.0, 1, (t_len, k, j)) ** 3
+    trans = rng.uniform(0.05, 1, (k, k))
+    trans /= trans.sum(1, keepdims=True)
+    return factor, table, trans, rng.dirichlet(np.ones(k))
+
+
+@pytest.mark.parametrize("k, j", [(5, 61), (5, 3), (3, 9), (2, 1)])
+def test_bank_of_models_matches_one_forward_backward_per_model(k, j):
+    factor, table, trans, init = _bank(k * j, 200, k, j)
+    evidence = bank_evidence(factor, table, trans, init)
+    expected = []
+    for m in range(j):
+        post, log_evidence = forward_backward(np.log(factor * table[:, :, m]), np.log(trans), np.log(init))
+        expected.append(log_evidence)
+        np.testing.assert_allclose(bank_posterior(factor, table, trans, init, m), post, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(evidence, np.array(expected) - max(expected), rtol=1e-9, atol=1e-8)
+    assert evidence.max() == 0.0
+
+
+def test_a_model_that_explains_nothing_gets_no_weight_not_nan():
+    factor, table, trans, init = _bank(5, 50, 5, 4)
+    table[10, :, 2] = 0.0  # model 2 gives epoch 10 zero likelihood in every state
+    evidence = bank_evidence(factor, table, trans, init)
+    assert np.exp(evidence[2]) < 1e-200 and np.all(np.isfinite(np.delete(evidence, 2)))

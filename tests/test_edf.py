@@ -130,3 +130,33 @@ def test_missing_samples_of_one_channel_read_back_as_missing(tmp_path):
     assert np.isfinite(rec.read(0)).all()
     acc = rec.read(1)
     assert np.isnan(acc[:37]).all() and np.isfinite(acc[37:]).all()
+
+
+def test_a_stretch_reads_as_the_same_samples_of_the_whole_signal(tmp_path):
+    from ingest.edf import gap_annotation
+
+    data = np.random.default_rng(4).normal(0, 30, (2, 6000))
+    write_edf(tmp_path / "s.edf", data, 100.0, ["EEG C3", "EEG C4"], ["EEG", "EEG"],
+              annotations=[gap_annotation(2500, 40, 100.0)])
+    rec = read_edf(tmp_path / "s.edf")
+    whole = rec.read(1)
+    for start, stop in [(0, 6000), (2490, 2600), (2510, 2520), (1, 2), (5990, 6000), (100, 100)]:
+        np.testing.assert_array_equal(rec.read(1, start=start, stop=stop), whole[start:stop])
+    np.testing.assert_array_equal(rec.read(1, start=2000, stop=3000, dtype=np.float32),
+                                  whole[2000:3000].astype(np.float32))
+
+
+def test_a_reader_reads_stretches_on_demand_and_lets_the_file_go(tmp_path):
+    data = np.random.default_rng(5).normal(0, 30, (3, 3000))
+    write_edf(tmp_path / "r.edf", data, 100.0, ["EEG C3", "EMG chin", "EEG C4"], ["EEG", "EMG", "EEG"])
+    rec = read_edf(tmp_path / "r.edf")
+    reader = rec.reader([0, 2])
+    assert reader.shape == (2, 3000) and reader.fs == 100.0 and reader.dtype == np.float32
+    np.testing.assert_array_equal(reader[1, 100:200], rec.read(2, start=100, stop=200, dtype=np.float32))
+    np.testing.assert_array_equal(np.asarray(reader), np.stack([rec.read(0), rec.read(2)]).astype(np.float32))
+    reader[0, 0:10]
+    reader[0, 10:20]  # another stretch: the file was let go and opened again
+    rec.close()
+    assert np.isfinite(rec.read(0)).all()  # a closed recording opens again when read
+    with pytest.raises(TypeError):
+        reader[0, ::2]

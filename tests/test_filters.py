@@ -116,3 +116,44 @@ def test_stream_filter_starts_in_steady_state_so_a_dc_offset_gives_no_transient(
     # i.e. the state scipy's sosfilt_zi gives, scaled by the first sample
     zi = steady_state(lowpass, x[:, 0])
     np.testing.assert_allclose(zi, signal.sosfilt_zi(lowpass)[None] * x[:, :1, None])
+
+
+@pytest.mark.parametrize("fs", [50.0, 100.0, 128.0, 256.0, 500.0])
+@pytest.mark.parametrize("order", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("low, high", [(0.5, 22.0), (11.0, 16.0), (0.3, None), (None, 20.0), (0.5, 1000.0)])
+def test_own_butterworth_design_is_scipys(fs, order, low, high):
+    """Designed without scipy at run time, the sections equal scipy.signal.butter's (same pairing and order)."""
+    sos = design_sos(fs, low, high, order)
+    if high is not None:
+        high = min(high, 0.45 * fs)
+    if low is not None and high is not None:
+        expected = signal.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
+    elif low is not None:
+        expected = signal.butter(order, low, btype="highpass", fs=fs, output="sos")
+    else:
+        expected = signal.butter(order, high, btype="lowpass", fs=fs, output="sos")
+    np.testing.assert_allclose(sos, expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("low, high", [(0.0, 10.0), (10.0, 5.0), (None, None), (30.0, None)])
+def test_impossible_designs_are_refused(low, high):
+    with pytest.raises(ValueError):
+        design_sos(50.0, low, high)
+
+
+@pytest.mark.parametrize("sos", [BANDPASS, design_sos(FS, high_hz=20.0, order=3), design_sos(FS, 1.0, order=1)])
+def test_steady_state_is_scipys_sosfilt_zi(sos):
+    first = np.array([1.0, -3.5])
+    np.testing.assert_allclose(steady_state(sos, first), signal.sosfilt_zi(sos)[None] * first[:, None, None],
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_filtering_does_not_import_scipy_signal():
+    """Importing scipy.signal takes most of a second: the staging path must not need it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\nfrom dsp.filters import design_sos, sosfiltfilt\n"
+            "sosfiltfilt(design_sos(50.0, 0.5, 22.0), np.ones(100))\nprint('scipy.signal' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -119,3 +119,18 @@ def test_streaming_refuses_a_block_with_the_wrong_number_of_rows():
         stream(np.zeros((1, 200)))
     one_row = Resampler(250, 100, 1)
     np.testing.assert_array_equal(one_row(np.ones(300)), Resampler(250, 100, 1)(np.ones((1, 300))))
+
+
+@pytest.mark.parametrize("up, down", [(25, 128), (1, 2), (1, 5), (25, 64), (3, 7), (5, 1)])
+def test_windowed_sinc_is_scipys_firwin(up, down):
+    from dsp.resample import windowed_sinc
+
+    n = 20 * max(up, down) + 1
+    np.testing.assert_allclose(windowed_sinc(n, 1.0 / max(up, down)),
+                               signal.firwin(n, 1.0 / max(up, down), window=("kaiser", 5.0)), rtol=0, atol=1e-15)
+
+
+def test_resampling_a_float32_signal_equals_resampling_it_in_float64():
+    x = np.random.default_rng(7).normal(0, 30, (2, 5000)).astype(np.float32)
+    np.testing.assert_allclose(resample(x, 256.0, 50.0), resample(x.astype(np.float64), 256.0, 50.0),
+                               rtol=1e-12, atol=1e-10)

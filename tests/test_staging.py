@@ -135,3 +135,22 @@ def test_live_agrees_with_offline_on_real_eeg(excerpts):
         same += int((np.array(live) == offline).sum())
         total += len(offline)
     assert same / total >= 0.85
+
+
+class SlicedOnly:
+    """A lazily read recording (as ingest.edf.SignalReader): shape, and samples only when sliced."""
+
+    def __init__(self, data):
+        self.data, self.shape = data, data.shape
+
+    def __getitem__(self, key):
+        return self.data[key].astype(np.float32)
+
+
+def test_a_reader_is_staged_as_the_array_it_reads(night):
+    band, data = night
+    eeg, emg = data[:2].astype(np.float32), data[3:4].astype(np.float32)
+    expected = stage(eeg, band.fs, emg=emg)
+    got = stage(SlicedOnly(data[:2]), band.fs, emg=SlicedOnly(data[3:4]))
+    np.testing.assert_array_equal(got.stages, expected.stages)
+    np.testing.assert_allclose(got.probabilities, expected.probabilities, rtol=1e-12, atol=1e-12)
