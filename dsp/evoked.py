@@ -1,0 +1,1250 @@
+"""Auditory stimulation during sleep: series of evoked responses to clicks or cues.
+
+A click heard in NREM sleep evokes a stereotyped response (Bastien & Campbell 1992; Ngo et al. 2013):
+a small P200 (0.2 s), an N350, a large K-complex-like N550 (0.55 s) and a P900 (0.9 s). One such
+wave proves nothing, since spontaneous slow oscillations and K-complexes look alike and also come in
+trains about 1 s apart; the evidence of stimulation is the *series*, tied to a clock or to a
+trigger rule that sleep does not have. Two protocols are tested, each against a null taken from
+the recording itself, with every alarm level Bonferroni-corrected so that clean recordings raise at
+most :data:`FALSE_ALARMS_PER_HOUR` false alarms per hour (half the budget for each protocol).
+
+Common front end (per channel): boxcar averages down to about :data:`ANALYSIS_HZ` (missing samples
+left out of the averages, short gaps bridged, gaps longer than :data:`MAX_BRIDGE_S`, artefacts
+beyond :data:`ARTEFACT_SD` robust SDs and dead stretches of a railed or flat electrode excluded
+with a margin, so that a gap's edges never count as evidence), a zero-phase 0.5-5 Hz band-pass at
+about :data:`FILTER_HZ`, and two matched filters for the response (the waveform above seen through
+the same filters, and its whitened form, which brings out the sharp P200/N350 against the 1/f
+background of deep sleep), each over its local RMS. With stages, wake epochs are left out (no
+N550 there, most of the artefacts); the rest is kept, since stagers confuse stimulated N2 with REM.
+
+Open loop (cues every few seconds whatever the EEG does, e.g. every 5 +- 0.5 s for targeted
+memory reactivation). The larger of the two matched filters, maximised over the cue's jitter
+(+-:data:`CUE_JITTER_S`) and averaged over channels, is turned into normal scores block by block
+(:data:`OPEN_BLOCK_S`) and folded at every period of :data:`CUE_PERIOD_S` and every phase (epoch
+folding, as for pulsars): a clock puts a response into the same 0.5-s phase bin cycle after cycle,
+spontaneous waves are spread over all phases. Cycles are further apart than the memory of sleep
+EEG, so a bin's mean over n cycles is N(0, 1/n) under the null; the best bin's p-value is
+multiplied by the number of independent (period, phase) cells of the window.
+
+Closed loop (Ngo 2013: a click at the predicted up-state 0.5 s after a slow-oscillation trough
+below a threshold, a second click :data:`CLICK_INTERVAL_S` later, then a pause). The troughs a
+stimulator would act on are found again (0.5-2 Hz troughs deeper than each depth of
+:data:`DEPTHS_SD`, since the stimulator's threshold is unknown); after each, the matched filters
+look for the *pair* of responses (first onset :data:`CLICK_DELAY_S` after the trough, best delay
+kept). The null is time reversal: spontaneous EEG is statistically the same played backwards (a
+Gaussian process exactly so), and the same score computed on the mirrored signal before the
+trough is, under the null, distributed like the score after it; reversing time flips the sign of
+every difference at once. The differences (robustly standardised, clipped at :data:`CLIP_SD`) are
+summed per :data:`CLOSED_BLOCK_S` block and over channels, and a conditional sign-flip test with
+Pinelis' bound (valid for any sizes of the block sums) gives the p-value of each window. This
+test is safe but weak: responses that follow one trigger also precede the next troughs, where
+they count against it; it flags only strong, dense stimulation.
+
+Live (:class:`AuditoryMonitor`) runs the same tests on a buffer of the last :data:`BUFFER_S` s,
+with alarm levels corrected for testing every :data:`UPDATE_S` s; a series is flagged once it fills
+enough of a 5-min window, i.e. a few minutes after its onset, not within one.
+
+Cost: everything after the boxcar average runs at 14-18 Hz; an 8-h night of 4 channels at 256 Hz
+takes about 0.3 s of CPU on a shared core (the boxcar average 0.04 s, the IIR band-passes 0.09 s).
+
+References: Bastien C, Campbell K (1992) Electroencephalogr Clin Neurophysiol 83:1-10; Ngo H-VV et
+al. (2013) Neuron 78:545-553; Pinelis I (1994) Extremal probabilistic problems and Hotelling's T2
+test under a symmetry condition, Ann Stat 22:357-368; Lorimer DR, Kramer M (2005) Handbook of
+Pulsar Astronomy (epoch folding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+from scipy import ndimage, special
+
+from .errors import SignalError
+from .events import AdjustmentEvent, merge_events
+from .filters import design_sos, sosfiltfilt
+
+#: Components of the evoked response to one click in NREM: (relative amplitude, latency s, width s)
+#: of the P200, N350, N550 and P900 (Bastien & Campbell 1992; Ngo 2013).
+RESPONSE = ((0.25, 0.20, 0.035), (-0.20, 0.35, 0.040), (-1.0, 0.55, 0.090), (0.5, 0.90, 0.150))
+#: Length of the response template in s.
+RESPONSE_S = 1.4
+#: Band in Hz holding the response (matched filter) and the slow-oscillation band of the troughs.
+BAND_HZ = (0.5, 5.0)
+TROUGH_BAND_HZ = (0.5, 2.0)
+#: Rate of the boxcar-averaged input in Hz (at least), and of the matched filter (about).
+ANALYSIS_HZ = 32.0
+FILTER_HZ = 16.0
+#: Closed loop: delay in s from the trough to the first click (Ngo 2013: 0.5 s, plus the
+#: stimulator's error) and the interval between the two clicks.
+CLICK_DELAY_S = (0.4, 0.6)
+CLICK_INTERVAL_S = 1.075
+#: Closed loop: trough scores are pooled per block of this many s before the sign-flip test.
+CLOSED_BLOCK_S = 10.0
+#: Trough depths tried, in robust SDs of the 0.5-2 Hz signal (the stimulator's threshold is unknown).
+DEPTHS_SD = (3.0, 4.5, 6.5, 9.5)
+#: Scores are clipped at this many robust SDs (a few artefactual troughs cannot carry a window).
+CLIP_SD = 2.0
+#: Open loop: range of cue periods in s and the cue's jitter (half-width, s).
+CUE_PERIOD_S = (3.0, 8.0)
+CUE_JITTER_S = 0.5
+#: Window lengths in s (closed loop, open loop); offline, closed-loop windows start every quarter
+#: window, open-loop ones every OPEN_BLOCK_S.
+CLOSED_WINDOWS_S = (300.0, 600.0)
+OPEN_WINDOWS_S = (300.0, 600.0)
+#: Open loop: folds are computed per block of this many s and summed into windows.
+OPEN_BLOCK_S = 150.0
+#: False alarms per hour of clean recording allowed by the alarm level (split between the protocols).
+FALSE_ALARMS_PER_HOUR = 0.1
+#: Gaps up to this long are bridged; longer ones, samples beyond ARTEFACT_SD robust SDs and dead
+#: stretches are excluded with EXCLUDE_MARGIN_S on each side.
+MAX_BRIDGE_S = 0.25
+ARTEFACT_SD = 10.0
+EXCLUDE_MARGIN_S = 3.0
+#: A channel is dead (railed, flat) where its 1-s RMS is below this share of its usual (90th
+#: percentile) RMS.
+DEAD_FRACTION = 0.02
+#: Half-length in s of the window of the local RMS that normalises the matched filter.
+SCALE_HALF_S = 30.0
+#: Live: data kept (s), how often windows are tested (s of data), and how long before the newest
+#: sample they end (s; the zero-phase filters and the response pair need the data after it).
+BUFFER_S = 660.0
+UPDATE_S = 30.0
+EDGE_S = 8.0
+#: Stage codes left out when stages are given: wake, where clicks evoke no N550 and most artefacts
+#: are. (REM and N1 are kept: they evoke little too, but stagers often call stimulated N2 REM.)
+SKIPPED_STAGES = (0,)
+EPOCH_S = 30.0
+
+_MIN_CANDIDATES = 5      # fewest troughs in a closed-loop window worth testing
+_PINELIS = 2.0 * np.e ** 3 / 9.0  # P(sum a_i e_i >= z |a|) <= this x normal tail, Rademacher e_i (Pinelis 1994)
+_FOLD_HZ = 2.0           # rate of the folded series (phase bins of 0.5 s)
+_FOLD_DRIFT_S = 1.5      # the period grid is fine enough that a cue drifts at most this much in a window
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels
+
+
+@njit(cache=True)
+def block_mean(x, valid, m):
+    """Average consecutive blocks of ``m`` samples, using only the usable ones.
+
+    A sample is usable where ``valid`` is True and every row is finite there.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_rows, n_samples)
+        Signal, e.g. uV (float32 or float64).
+    valid : ndarray of bool, shape (n_samples,)
+        False where a sample is missing (its value is ignored).
+    m : int
+        Block length in samples; a final partial block is dropped.
+
+    Returns
+    -------
+    means : ndarray, shape (n_rows, n_samples // m)
+        Mean of the usable samples of each block (0 where none is usable).
+    counts : ndarray of int64, shape (n_samples // m,)
+        Usable samples per block.
+    """
+    n_rows = x.shape[0]
+    nb = x.shape[1] // m
+    means = np.zeros((n_rows, nb))
+    counts = np.zeros(nb, dtype=np.int64)
+    for b in range(nb):
+        c = 0
+        for j in range(b * m, b * m + m):
+            c += valid[j]
+        counts[b] = c
+    # fast pass over each row, block by block; blocks that come out non-finite are redone below
+    for r in range(n_rows):
+        for b in range(nb):
+            if counts[b] == 0:
+                continue
+            s = 0.0
+            if counts[b] == m:
+                for j in range(b * m, b * m + m):
+                    s += x[r, j]
+            else:
+                for j in range(b * m, b * m + m):
+                    if valid[j]:
+                        s += x[r, j]
+            means[r, b] = s / counts[b]
+    for b in range(nb):
+        finite = True
+        for r in range(n_rows):
+            if not np.isfinite(means[r, b]):
+                finite = False
+        if finite:
+            continue
+        c = 0
+        for r in range(n_rows):
+            means[r, b] = 0.0
+        for j in range(b * m, b * m + m):
+            if not valid[j]:
+                continue
+            usable = True
+            for r in range(n_rows):
+                if not np.isfinite(x[r, j]):
+                    usable = False
+            if usable:
+                c += 1
+                for r in range(n_rows):
+                    means[r, b] += x[r, j]
+        counts[b] = c
+        for r in range(n_rows):
+            means[r, b] = means[r, b] / c if c > 0 else 0.0
+    return means, counts
+
+
+@njit(cache=True)
+def binomial_halve(x):
+    """Low-pass each row with the binomial FIR [1 4 6 4 1] / 16 (zero phase) and keep every second sample.
+
+    The gain is cos^4(pi f / fs): 0.78 at fs / 6.4, 1 % at 0.4 fs, so little folds back when the
+    rate is halved. The ends are reflected (``x[-1] = x[1]``, ``x[-2] = x[2]``).
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_rows, n)
+
+    Returns
+    -------
+    ndarray, shape (n_rows, ceil(n / 2))
+        The filtered samples 0, 2, 4, ...
+    """
+    n_rows, n = x.shape
+    out = np.empty((n_rows, (n + 1) // 2))
+    for r in range(n_rows):
+        for k in range(out.shape[1]):
+            i = 2 * k
+            s = 6.0 * x[r, i]
+            for d, w in ((1, 4.0), (2, 1.0)):
+                lo = i - d if i - d >= 0 else d - i
+                hi = i + d if i + d < n else 2 * (n - 1) - (i + d)
+                s += w * (x[r, lo] + x[r, hi])
+            out[r, k] = s / 16.0
+    return out
+
+
+@njit(cache=True)
+def fill_gaps(x, ok):
+    """Bridge missing samples by linear interpolation (held flat before the first and after the last).
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_samples,)
+    ok : ndarray of bool, shape (n_samples,)
+        False where ``x`` is missing.
+
+    Returns
+    -------
+    ndarray, shape (n_samples,)
+        ``x`` where ok, interpolated elsewhere; zeros if nothing is ok.
+    """
+    n = x.size
+    out = np.zeros(n)
+    last = -1
+    for i in range(n):
+        if ok[i]:
+            out[i] = x[i]
+            if last < i - 1:  # bridge the run last+1 .. i-1
+                for j in range(last + 1, i):
+                    out[j] = x[i] if last < 0 else x[last] + (x[i] - x[last]) * (j - last) / (i - last)
+            last = i
+    if 0 <= last < n - 1:
+        for j in range(last + 1, n):
+            out[j] = x[last]
+    return out
+
+
+@njit(cache=True)
+def local_minima(x, threshold, ok):
+    """Indices of strict local minima of ``x`` below ``threshold`` at usable samples.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_samples,)
+    threshold : float
+    ok : ndarray of bool, shape (n_samples,)
+
+    Returns
+    -------
+    ndarray of int64
+        Sorted indices ``i`` with ``x[i-1] > x[i] < x[i+1]``, ``x[i] < threshold`` and ``ok[i]``.
+    """
+    out = np.empty(x.size, dtype=np.int64)
+    k = 0
+    for i in range(1, x.size - 1):
+        if x[i] < threshold and x[i] < x[i - 1] and x[i] < x[i + 1] and ok[i]:
+            out[k] = i
+            k += 1
+    return out[:k]
+
+
+@njit(cache=True)
+def pair_scores(x, h, troughs, d_lo, d_hi, gap):
+    """Matched-filter score of a pair of responses after each trough, and of its mirror image before.
+
+    After trough ``t``: ``max over d in [d_lo, d_hi]`` of ``<x[t+d:], h> + <x[t+d+gap:], h>``.
+    Before it: the same on the time-reversed signal, ``max over d`` of
+    ``sum_j (x[t-d-j] + x[t-d-gap-j]) h[j]``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_samples,)
+        Band-passed signal, e.g. uV.
+    h : ndarray, shape (n_taps,)
+        Response template (zero mean, unit norm).
+    troughs : ndarray of int64, shape (n,)
+        Sample of each trough.
+    d_lo, d_hi : int
+        Range of delays from the trough to the first response's onset, samples.
+    gap : int
+        Interval between the two responses, samples.
+
+    Returns
+    -------
+    after, before : ndarray, shape (n,)
+        Scores in the unit of ``x``; NaN where either side runs off the signal.
+    delay : ndarray of int64, shape (n,)
+        The delay (samples) of the best pair after the trough.
+    """
+    n = x.size
+    L = h.size
+    after = np.full(troughs.size, np.nan)
+    before = np.full(troughs.size, np.nan)
+    delay = np.zeros(troughs.size, dtype=np.int64)
+    for k in range(troughs.size):
+        t = troughs[k]
+        if t - d_hi - gap - L + 1 < 0 or t + d_hi + gap + L > n:
+            continue
+        best_a = -np.inf
+        best_b = -np.inf
+        for d in range(d_lo, d_hi + 1):
+            sa = 0.0
+            sb = 0.0
+            for j in range(L):
+                sa += (x[t + d + j] + x[t + d + gap + j]) * h[j]
+                sb += (x[t - d - j] + x[t - d - gap - j]) * h[j]
+            if sa > best_a:
+                best_a = sa
+                delay[k] = d
+            best_b = max(best_b, sb)
+        after[k] = best_a
+        before[k] = best_b
+    return after, before, delay
+
+
+@njit(cache=True)
+def correlate(x, h, ok):
+    """Sliding dot product ``out[i] = sum_j x[i + j] h[j]`` (zero past the end of ``x``) where ``ok[i]``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_samples,)
+    h : ndarray, shape (n_taps,)
+    ok : ndarray of bool, shape (n_samples,)
+        Where the output is wanted (0 elsewhere).
+
+    Returns
+    -------
+    ndarray, shape (n_samples,)
+    """
+    n = x.size
+    out = np.zeros(n)
+    for j in range(h.size):  # tap by tap: the inner loop is a plain vector update
+        c = h[j]
+        for i in range(n - j):
+            out[i] += c * x[i + j]
+    for i in range(n):
+        if not ok[i]:
+            out[i] = 0.0
+    return out
+
+
+@njit(cache=True)
+def running_max(x, half):
+    """Maximum of ``x`` over ``[i - half, i + half]`` (clipped at the ends) for every ``i``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_samples,)
+    half : int
+
+    Returns
+    -------
+    ndarray, shape (n_samples,)
+    """
+    n = x.size
+    out = np.empty(n)
+    # monotone deque of indices with decreasing values
+    q = np.empty(n, dtype=np.int64)
+    head = 0
+    tail = 0
+    nxt = 0
+    for i in range(n):
+        hi = min(n - 1, i + half)
+        while nxt <= hi:
+            while tail > head and x[q[tail - 1]] <= x[nxt]:
+                tail -= 1
+            q[tail] = nxt
+            tail += 1
+            nxt += 1
+        while q[head] < i - half:
+            head += 1
+        out[i] = x[q[head]]
+    return out
+
+
+@njit(cache=True)
+def fold_blocks(y, ok, base, block_len, periods):
+    """Epoch folding of consecutive blocks at every trial period.
+
+    Sample ``i`` of block ``k`` goes to phase bin ``floor((base + i) mod P)`` of period ``P``
+    (bins one sample wide; ``base`` is the absolute index of ``y[0]``, so folds of different
+    blocks and calls line up).
+
+    Parameters
+    ----------
+    y : ndarray, shape (n_samples,)
+        Evidence series, e.g. normal scores.
+    ok : ndarray of bool, shape (n_samples,)
+        Usable samples.
+    base : int
+        Absolute sample index of ``y[0]``.
+    block_len : int
+        Samples per block; ``n_samples // block_len`` blocks are folded.
+    periods : ndarray, shape (n_periods,)
+        Trial periods in samples (may be fractional, at least 1).
+
+    Returns
+    -------
+    sums : ndarray, shape (n_blocks, n_periods, n_bins)
+        Sum of ``y`` per block, period and phase bin (``n_bins = ceil(max period)``).
+    counts : ndarray, shape (n_blocks, n_periods, n_bins)
+        Usable samples behind each sum.
+    """
+    n_blocks = y.size // block_len
+    n_bins = int(np.ceil(periods.max()))
+    sums = np.zeros((n_blocks, periods.size, n_bins))
+    counts = np.zeros((n_blocks, periods.size, n_bins))
+    acc = np.zeros(n_bins)
+    cnt = np.zeros(n_bins)
+    w = np.zeros(y.size)
+    v = np.zeros(y.size)
+    for i in range(y.size):
+        if ok[i]:
+            w[i] = 1.0
+            v[i] = y[i]
+    for k in range(n_blocks):
+        first = k * block_len
+        if w[first:first + block_len].sum() == 0.0:
+            continue
+        for p in range(periods.size):
+            P = periods[p]
+            acc[:] = 0.0
+            cnt[:] = 0.0
+            # cycle c covers absolute samples ceil(c P) .. ceil((c + 1) P) - 1, in bins 0, 1, ...
+            a = base + first
+            end = a + block_len
+            c = np.floor(a / P)
+            while a < end:
+                start = int(np.ceil(c * P))
+                stop = min(int(np.ceil((c + 1.0) * P)), end)
+                for j in range(a, stop):
+                    acc[j - start] += v[j - base]
+                    cnt[j - start] += w[j - base]
+                a = stop
+                c += 1.0
+            sums[k, p, :] = acc
+            counts[k, p, :] = cnt
+    return sums, counts
+
+
+@njit(cache=True)
+def best_fold(sums, counts, k0, k1):
+    """The strongest phase bin over blocks ``k0 .. k1 - 1`` of :func:`fold_blocks`.
+
+    Each bin's z-score is ``sum / sqrt(count)``: the series is standardised (zero mean, unit
+    variance) beforehand, so this is its mean in SD units times ``sqrt(count)``.
+
+    Parameters
+    ----------
+    sums, counts : ndarray, shape (n_blocks, n_periods, n_bins)
+    k0, k1 : int
+        Blocks summed.
+
+    Returns
+    -------
+    z : float
+        Largest z-score (-inf when nothing is usable).
+    period : int
+        Index of its period.
+    phase_bin : int
+        Its phase bin.
+    """
+    best = -np.inf
+    bp = 0
+    bb = 0
+    for p in range(sums.shape[1]):
+        for b in range(sums.shape[2]):
+            s = 0.0
+            c = 0.0
+            for k in range(k0, k1):
+                s += sums[k, p, b]
+                c += counts[k, p, b]
+            if c >= 2.0:
+                z = s / np.sqrt(c)
+                if z > best:
+                    best = z
+                    bp = p
+                    bb = b
+    return best, bp, bb
+
+
+@njit(cache=True)
+def window_sums(times, values, starts, width):
+    """Sum and count of ``values`` whose ``times`` fall in ``[start, start + width)``, for each start.
+
+    Parameters
+    ----------
+    times : ndarray, shape (n,), sorted
+    values : ndarray, shape (n,)
+    starts : ndarray, shape (n_windows,), sorted
+    width : float
+
+    Returns
+    -------
+    sums : ndarray, shape (n_windows,)
+    counts : ndarray of int64, shape (n_windows,)
+    """
+    nw = starts.size
+    sums = np.zeros(nw)
+    counts = np.zeros(nw, dtype=np.int64)
+    lo = 0
+    hi = 0
+    s = 0.0
+    for w in range(nw):
+        a = starts[w]
+        b = a + width
+        while hi < times.size and times[hi] < b:
+            s += values[hi]
+            hi += 1
+        while lo < hi and times[lo] < a:
+            s -= values[lo]
+            lo += 1
+        sums[w] = s
+        counts[w] = hi - lo
+    return sums, counts
+
+
+# --------------------------------------------------------------------------------------------
+# Preparation: boxcar average, gaps, band-pass, matched filter scale
+
+
+def response_template(fs: float) -> np.ndarray:
+    """The evoked response to one click, sampled at ``fs`` from the click on.
+
+    Parameters
+    ----------
+    fs : float
+        Sample rate in Hz.
+
+    Returns
+    -------
+    ndarray, shape (round(RESPONSE_S * fs),)
+        Relative amplitude (N550 about -1).
+    """
+    t = np.arange(int(round(RESPONSE_S * fs))) / fs
+    return sum(a * np.exp(-0.5 * ((t - c) / w) ** 2) for a, c, w in RESPONSE)
+
+
+def _decimation(fs: float) -> int:
+    """Boxcar length bringing ``fs`` down to at least :data:`ANALYSIS_HZ`."""
+    return max(1, int(fs // ANALYSIS_HZ))
+
+
+def _runs(flags: np.ndarray) -> np.ndarray:
+    """``[start, stop)`` of every run of True, shape (n_runs, 2)."""
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return np.stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)], axis=1)
+
+
+def _dilate(flags: np.ndarray, half: int) -> np.ndarray:
+    """True within ``half`` samples of any True."""
+    flags = np.ascontiguousarray(flags, dtype=bool)
+    if half <= 0 or not flags.any():
+        return flags.copy()
+    return ndimage.maximum_filter1d(flags.view(np.uint8), 2 * half + 1).view(bool)
+
+
+def _robust_sd(x: np.ndarray) -> float:
+    """1.4826 x the median absolute value (the data are zero-mean band-passed signals).
+
+    Long series are read every few samples: neighbouring samples of a band-passed signal repeat
+    each other, and the median of a quarter of them is as good and four times faster.
+    """
+    if x.size == 0:
+        return 0.0
+    step = max(1, x.size // 50000)
+    return float(1.4826 * np.median(np.abs(x[::step])))
+
+
+@dataclass
+class _Prepared:
+    """One channel at the matched-filter rate.
+
+    Attributes
+    ----------
+    fs : float
+        Rate of the arrays below, Hz.
+    band : ndarray
+        0.5-5 Hz signal, uV.
+    slow : ndarray
+        0.5-2 Hz signal, uV.
+    usable : ndarray of bool
+        Neither in a long gap, nor near an artefact or a dead stretch, nor (when stages are known) in wake.
+    templates : tuple of ndarray
+        The response template through the same band-pass, and its whitened form; each zero mean, unit norm.
+    z : tuple of ndarray
+        Matched-filter output of each template (response starting at each sample) over its local RMS.
+    scales : tuple of ndarray
+        That local RMS (+-:data:`SCALE_HALF_S`), uV.
+    """
+
+    fs: float
+    band: np.ndarray
+    slow: np.ndarray
+    usable: np.ndarray
+    templates: tuple
+    z: tuple
+    scales: tuple
+
+
+def _band_pass(x: np.ndarray, fd: float) -> tuple:
+    """The response band (:data:`BAND_HZ`) at about :data:`FILTER_HZ`.
+
+    Halving the rate (the usual case, ``fd`` 32-36 Hz) goes through a binomial FIR [1 4 6 4 1]/16
+    (gain cos^4: 1 % at 13 Hz, so spindles do not fold into the band); other ratios through a
+    zero-phase Butterworth low-pass at ``fd``. Then zero-phase Butterworth low- and high-pass
+    (order 2) at the lower rate.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_rows, n)
+        Signal at ``fd`` Hz.
+    fd : float
+
+    Returns
+    -------
+    band : ndarray, shape (n_rows, ceil(n / q))
+    fa : float
+        Its rate, ``fd / q``.
+    """
+    q = max(1, int(round(fd / FILTER_HZ)))
+    fa = fd / q
+    if q == 2:
+        low = sosfiltfilt(design_sos(fa, high_hz=BAND_HZ[1], order=2), binomial_halve(x))
+    else:
+        low = sosfiltfilt(design_sos(fd, high_hz=BAND_HZ[1], order=2), x)[:, ::q]
+    return np.ascontiguousarray(sosfiltfilt(design_sos(fa, low_hz=BAND_HZ[0], order=2), low)), fa
+
+
+def _templates(fd: float) -> tuple:
+    """The response template as the data see it (same filters, same subsampling), and whitened.
+
+    Whitening the data by a first difference (a 1/f^2 background becomes flat, which brings out the
+    sharp P200/N350 against deep-sleep slow waves) and matching it with the equally whitened
+    template is the same as matching the plain data with ``2 h[n] - h[n-1] - h[n+1]``: a
+    symmetric template, so the time-reversal null below holds for it too.
+    """
+    pad = int(round(3.0 * fd))
+    h = response_template(fd)
+    band, fa = _band_pass(np.concatenate([np.zeros(pad), h, np.zeros(pad)])[None, :], fd)
+    q = int(round(fd / fa))
+    h = band[0, pad // q: pad // q + int(round(RESPONSE_S * fa))]
+    h = h - h.mean()
+    dh = np.diff(h, prepend=0.0, append=0.0)  # first difference, one sample longer
+    white = dh[:-1] - dh[1:]  # = 2 h[n] - h[n-1] - h[n+1]
+    return (np.ascontiguousarray(h / np.linalg.norm(h)), np.ascontiguousarray(white / np.linalg.norm(dh)))
+
+
+def _long_gaps(ok: np.ndarray, longest: float) -> np.ndarray:
+    """True over every run of missing values longer than ``longest`` samples."""
+    out = np.zeros(ok.size, dtype=bool)
+    if ok.all():
+        return out
+    runs = _runs(~ok)
+    for a, b in runs[runs[:, 1] - runs[:, 0] > longest]:
+        out[a:b] = True
+    return out
+
+
+def _prepare(xd: np.ndarray, counts: np.ndarray, fd: float, staged: np.ndarray | None) -> list:
+    """Band-pass boxcar-averaged channels, run the matched filters and mark what may be analysed.
+
+    Parameters
+    ----------
+    xd : ndarray, shape (n_channels, n)
+        Block means at ``fd`` Hz, uV.
+    counts : ndarray of int, shape (n,)
+        Valid input samples behind each block (0: missing).
+    fd : float
+        Rate of ``xd`` in Hz.
+    staged : ndarray of bool, shape (n,), or None
+        Per block, whether its stage is analysed (see :func:`_staged_blocks`); None without stages.
+
+    Returns
+    -------
+    list of _Prepared
+        One per channel.
+    """
+    from .spindles import moving_rms
+
+    ok = counts > 0
+    x = np.empty(xd.shape)
+    for r in range(xd.shape[0]):
+        x[r] = fill_gaps(xd[r], ok)
+        x[r] -= x[r].mean()
+    band_all, fa = _band_pass(x, fd)
+    q = int(round(fd / fa))
+    slow_all = sosfiltfilt(design_sos(fa, high_hz=TROUGH_BAND_HZ[1], order=2), band_all)
+    templates = _templates(fd)
+    margin = int(round(EXCLUDE_MARGIN_S * fa))
+    half = int(round(SCALE_HALF_S * fa))
+    step = max(1, int(round(fa / 2)))  # for summaries: every 0.5 s is plenty
+    gap = _long_gaps(ok, MAX_BRIDGE_S * fd)[::q][: band_all.shape[1]]
+    stage_ok = None if staged is None else staged[::q][: band_all.shape[1]]
+    out = []
+    for r in range(xd.shape[0]):
+        band = band_all[r]
+        sd = _robust_sd(band[::step][~gap[::step]])
+        bad = gap | (np.abs(band) > ARTEFACT_SD * sd) if sd > 0 else gap.copy()
+        # a railed or disconnected electrode: (almost) nothing left in the band (1-s RMS every 0.5 s)
+        local = np.repeat(moving_rms(band[::step], 1), step)[: band.size]
+        bad |= local <= DEAD_FRACTION * np.percentile(local[::step], 90)
+        bad = _dilate(bad, margin)
+        usable = ~bad if stage_ok is None else ~bad & stage_ok
+        zs, scales = [], []
+        # each matched filter over the local RMS of the data as that template sees them: the band
+        # itself, and its derivative for the whitened template (central differences, so that the
+        # scale is the same played backwards)
+        for t, seen in zip(templates, (band, np.gradient(band))):
+            # the RMS over +-30 s changes slowly: computed every 0.5 s
+            coarse = np.sqrt(np.add.reduceat(np.where(bad, 0.0, seen) ** 2, np.arange(0, band.size, step)) / step)
+            rms = np.repeat(moving_rms(coarse, max(1, half // step)), step)[: band.size]
+            scale = np.maximum(rms, max(_robust_sd(seen[::step][~bad[::step]]), 1e-6) * 1e-3)
+            zs.append(correlate(band, t, usable) / scale)
+            scales.append(scale)
+        out.append(_Prepared(fa, band, slow_all[r], usable, templates, tuple(zs), tuple(scales)))
+    return out
+
+
+def _staged_blocks(stages, n_blocks: int, fd: float) -> np.ndarray | None:
+    """Per block at ``fd``: its epoch is not one of :data:`SKIPPED_STAGES` (past the hypnogram:
+    analysed); None without stages."""
+    if stages is None:
+        return None
+    codes = np.asarray(stages, dtype=np.int64).ravel()
+    allowed = np.append(~np.isin(codes, SKIPPED_STAGES), True)
+    epoch = (np.arange(n_blocks) / (EPOCH_S * fd)).astype(np.int64)
+    return allowed[np.minimum(epoch, codes.size)]
+
+
+# --------------------------------------------------------------------------------------------
+# Closed loop: click pairs after troughs, against their mirror image
+
+
+@dataclass
+class _Troughs:
+    """Candidate stimulator triggers of one channel (times in s)."""
+
+    times: np.ndarray      # (n,)
+    depth: np.ndarray      # (n,) robust SDs of the 0.5-2 Hz signal
+    score: np.ndarray      # (n, n_templates): (after - before) over the local RMS, per template
+    n550: np.ndarray       # (n,) band signal at the N550s after, minus at their mirror image, uV
+
+    def subset(self, keep) -> "_Troughs":
+        return _Troughs(self.times[keep], self.depth[keep], self.score[keep], self.n550[keep])
+
+
+def _closed_loop_troughs(p: _Prepared) -> _Troughs:
+    """Every 0.5-2 Hz trough deeper than the shallowest depth, with its after-minus-before scores.
+
+    Only troughs whose whole scored span (both sides) is usable are kept.
+    """
+    fa = p.fs
+    n_t = len(p.templates)
+    empty = _Troughs(np.zeros(0), np.zeros(0), np.zeros((0, n_t)), np.zeros(0))
+    sd = _robust_sd(p.slow[p.usable]) if p.usable.any() else 0.0
+    if sd <= 0:
+        return empty
+    idx = local_minima(p.slow, -DEPTHS_SD[0] * sd, p.usable)
+    d_lo, d_hi = int(round(CLICK_DELAY_S[0] * fa)), int(round(CLICK_DELAY_S[1] * fa))
+    gap = int(round(CLICK_INTERVAL_S * fa))
+    span = d_hi + gap + p.templates[0].size
+    # every sample either side of the trough that the scores read must be usable
+    bad = np.concatenate([[0], np.cumsum(~p.usable, dtype=np.int64)])
+    inside = (idx - span >= 0) & (idx + span < p.usable.size)
+    idx = idx[inside]
+    idx = idx[bad[idx + span + 1] - bad[idx - span] == 0]
+    scores = np.empty((idx.size, n_t))
+    for k, (template, scale) in enumerate(zip(p.templates, p.scales)):
+        after, before, delay = pair_scores(p.band, template, idx, d_lo, d_hi, gap)
+        scores[:, k] = (after - before) / scale[idx]
+        if k == 0:
+            n550 = int(round(RESPONSE[2][1] * fa))
+            first, second = idx + delay + n550, idx + delay + gap + n550
+            mirror1, mirror2 = idx - delay - n550, idx - delay - gap - n550
+            excess = 0.5 * (p.band[first] + p.band[second] - p.band[mirror1] - p.band[mirror2])
+    if idx.size == 0:
+        return empty
+    return _Troughs(idx / fa, -p.slow[idx] / sd, scores, excess)
+
+
+def _window_starts(t0: float, t1: float, width: float) -> np.ndarray:
+    """Starts of windows of ``width`` s every quarter window covering [t0, t1) (one if shorter)."""
+    hop = width / 4.0
+    if t1 - t0 <= width:
+        return np.array([t0])
+    starts = np.arange(t0, t1 - width + 1e-9, hop)
+    if starts[-1] < t1 - width - 1e-9:  # the last window ends at the end
+        starts = np.append(starts, t1 - width)
+    return starts
+
+
+@dataclass
+class _Window:
+    """One significant window: where (s), how sure (log p-value), what was found."""
+
+    start: float
+    width: float
+    log_p: float
+    protocol: str          # "closed_loop" or "open_loop"
+    channels: tuple | None  # rows with evidence (None: all)
+    count: int             # troughs (closed loop) or cue periods (open loop)
+    detail: dict
+
+
+def _block_scores(tr: _Troughs, level: float, t0: float, n_blocks: int) -> tuple:
+    """Sum and count of the standardised trough scores per :data:`CLOSED_BLOCK_S` block.
+
+    Each template's score is divided by its robust SD over the troughs of this depth and clipped
+    at :data:`CLIP_SD`; the templates' values are averaged.
+    """
+    sel = np.flatnonzero(tr.depth >= level)
+    sums = np.zeros(n_blocks)
+    counts = np.zeros(n_blocks)
+    if sel.size < _MIN_CANDIDATES:
+        return sums, counts, sel
+    psi = np.zeros(sel.size)
+    for k in range(tr.score.shape[1]):
+        score = tr.score[sel, k]
+        sigma = 1.4826 * np.median(np.abs(score))
+        if sigma > 0:
+            psi += np.clip(score / sigma, -CLIP_SD, CLIP_SD)
+    psi /= tr.score.shape[1]
+    block = np.clip(((tr.times[sel] - t0) // CLOSED_BLOCK_S).astype(np.int64), 0, n_blocks - 1)
+    return np.bincount(block, psi, n_blocks), np.bincount(block, None, n_blocks), sel
+
+
+def _closed_loop_tests(troughs: list, t0: float, t1: float, log_alpha: float, last_only: bool = False) -> list:
+    """Windows where the responses after deep troughs outweigh their mirror image, all channels together.
+
+    Scores of troughs close together read overlapping data, so they are summed per block of
+    :data:`CLOSED_BLOCK_S` (longer than the span a score reads) and over channels, and the
+    sign-flip test is run on those sums: reversing time flips every score's sign at once, so a
+    block sum is symmetric about zero under the null however its parts depend on each other.
+    """
+    out = []
+    n_blocks = int(np.ceil((t1 - t0) / CLOSED_BLOCK_S))
+    if n_blocks == 0:
+        return out
+    centres = t0 + (np.arange(n_blocks) + 0.5) * CLOSED_BLOCK_S
+    for level in DEPTHS_SD:
+        block_sum = np.zeros(n_blocks)
+        block_n = np.zeros(n_blocks)
+        parts = []
+        for tr in troughs:
+            s, c, sel = _block_scores(tr, level, t0, n_blocks)
+            block_sum += s
+            block_n += c
+            parts.append((tr, sel))
+        if block_n.sum() < _MIN_CANDIDATES:
+            break
+        for width in CLOSED_WINDOWS_S:
+            starts = _window_starts(t0, t1, width)
+            if last_only:
+                starts = starts[-1:]
+            sums, _ = window_sums(centres, block_sum, starts, width)
+            squares, _ = window_sums(centres, block_sum ** 2, starts, width)
+            counts, _ = window_sums(centres, block_n, starts, width)
+            # conditional sign-flip test on the block sums; Pinelis' bound makes the normal tail
+            # of the self-normalised sum a valid p-value for any sizes of the sums
+            z = sums / np.sqrt(np.maximum(squares, 1e-12))
+            log_p = np.log(_PINELIS) + special.log_ndtr(-z)
+            for w in np.flatnonzero((counts >= _MIN_CANDIDATES) & (log_p < log_alpha)):
+                a, b = starts[w], starts[w] + width
+                times = np.concatenate([tr.times[sel][(tr.times[sel] >= a) & (tr.times[sel] < b)] for tr, sel in parts])
+                n550 = np.concatenate([tr.n550[sel][(tr.times[sel] >= a) & (tr.times[sel] < b)] for tr, sel in parts])
+                chans = tuple(i for i, (tr, sel) in enumerate(parts)
+                              if ((tr.times[sel] >= a) & (tr.times[sel] < b)).any())
+                if times.size == 0:
+                    continue
+                out.append(_Window(float(a), width, float(log_p[w]), "closed_loop", chans, int(counts[w]),
+                                   {"depth": level, "n550": float(np.median(n550)),
+                                    "first": float(times.min()), "last": float(times.max())}))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Open loop: responses on a clock
+
+
+def _fold_series(preps: list) -> tuple:
+    """Channel mean of the matched filters maximised over the cue jitter, at :data:`_FOLD_HZ`.
+
+    At each time the mean is over the channels usable there (a railed electrode drops out).
+
+    Returns
+    -------
+    y : ndarray
+        Matched-filter z units.
+    ok : ndarray of bool
+        Some channel was usable.
+    rate : float
+        Rate of ``y`` in Hz.
+    """
+    fa = preps[0].fs
+    step = max(1, int(round(fa / _FOLD_HZ)))
+    half = int(round(CUE_JITTER_S * fa))
+    total = 0.0
+    n = 0.0
+    for p in preps:
+        z = np.maximum(p.z[0], p.z[1]) if len(p.z) > 1 else p.z[0]
+        y = running_max(np.where(p.usable, z, -1e3), half)[::step]
+        u = (~_dilate(~p.usable, half))[::step]
+        total = total + np.where(u, y, 0.0)
+        n = n + u
+    ok = n > 0
+    return np.where(ok, total / np.maximum(n, 1), 0.0), ok, fa / step
+
+
+def _normal_scores(y: np.ndarray) -> np.ndarray:
+    """Rank-based normal scores (exactly N(0, 1) marginals whatever the distribution of ``y``)."""
+    ranks = np.empty(y.size)
+    ranks[np.argsort(y, kind="stable")] = np.arange(1, y.size + 1)
+    return special.ndtri(ranks / (y.size + 1))
+
+
+def _fold_periods(rate: float) -> np.ndarray:
+    """Trial periods in samples at ``rate``: a geometric grid over :data:`CUE_PERIOD_S`, fine
+    enough that a clock between two grid periods drifts at most :data:`_FOLD_DRIFT_S` from either
+    over the longest window."""
+    width = max(OPEN_WINDOWS_S)
+    ratio = 1.0 + _FOLD_DRIFT_S / width
+    n = int(np.ceil(np.log(CUE_PERIOD_S[1] / CUE_PERIOD_S[0]) / np.log(ratio))) + 1
+    return CUE_PERIOD_S[0] * ratio ** np.arange(n) * rate
+
+
+def _fold_cells(width: float) -> float:
+    """Independent (period, phase) cells of a fold over ``width`` s: resolvable frequencies x phases."""
+    periods = np.linspace(CUE_PERIOD_S[0], CUE_PERIOD_S[1], 64)
+    phases = np.mean(periods / (2.0 * CUE_JITTER_S))
+    return max(1.0, width * (1.0 / CUE_PERIOD_S[0] - 1.0 / CUE_PERIOD_S[1])) * phases
+
+
+@dataclass
+class _Folds:
+    """Fold tables of consecutive :data:`OPEN_BLOCK_S` blocks (see :func:`fold_blocks`)."""
+
+    start: float            # s, start of the first block
+    sums: np.ndarray
+    counts: np.ndarray
+    usable: np.ndarray      # usable share of each block
+
+
+def _fold(y: np.ndarray, ok: np.ndarray, rate: float, base: int) -> _Folds:
+    """Standardise ``y`` block by block (normal scores) and fold every block at every period."""
+    block = int(round(OPEN_BLOCK_S * rate))
+    n_blocks = y.size // block
+    scores = np.zeros(n_blocks * block)
+    usable = np.zeros(n_blocks)
+    for k in range(n_blocks):
+        sl = slice(k * block, (k + 1) * block)
+        good = ok[sl]
+        usable[k] = good.mean()
+        if good.sum() > 2:
+            scores[sl][good] = _normal_scores(y[sl][good])
+    sums, counts = fold_blocks(scores, ok[: n_blocks * block], base, block, _fold_periods(rate))
+    return _Folds(base / rate, sums, counts, usable)
+
+
+def _open_loop_tests(folds: _Folds, rate: float, log_alpha: float, windows=OPEN_WINDOWS_S) -> list:
+    """Windows of whole blocks where one (period, phase) bin stands out."""
+    out = []
+    periods = _fold_periods(rate) / rate
+    n_blocks = folds.sums.shape[0]
+    for width in windows:
+        m = int(round(width / OPEN_BLOCK_S))
+        log_cells = float(np.log(_fold_cells(width)))
+        for k1 in range(m, n_blocks + 1):
+            k0 = k1 - m
+            if k0 < 0 or folds.usable[k0:k1].mean() < 0.5:
+                continue
+            z, p, b = best_fold(folds.sums, folds.counts, k0, k1)
+            log_p = float(special.log_ndtr(-z)) + log_cells
+            if log_p < log_alpha:
+                # the episode: the blocks that carry the winning phase bin, trimmed at both ends
+                block_z = folds.sums[k0:k1, p, b] / np.sqrt(np.maximum(folds.counts[k0:k1, p, b], 1.0))
+                carried = np.flatnonzero(block_z >= 1.0)
+                first, last = (k0 + carried[0], k0 + carried[-1]) if carried.size else (k0, k1 - 1)
+                out.append(_Window(folds.start + first * OPEN_BLOCK_S, (last + 1 - first) * OPEN_BLOCK_S, log_p,
+                                   "open_loop", None, int(width / periods[p]),
+                                   {"period": float(periods[p]), "z": float(z), "window": width}))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Alarm levels, events
+
+
+def _log_alphas(live: bool = False) -> tuple:
+    """Per-test log alarm levels (closed loop, open loop), half the false-alarm budget each.
+
+    Offline, closed-loop windows are tested every quarter window at every depth, open-loop
+    windows every :data:`OPEN_BLOCK_S`; live, every window length is tested every
+    :data:`UPDATE_S` s. Bonferroni over the tests of one hour.
+    """
+    budget = 0.5 * FALSE_ALARMS_PER_HOUR
+    if live:
+        closed = len(CLOSED_WINDOWS_S) * len(DEPTHS_SD) * 3600.0 / UPDATE_S
+        open_ = len(OPEN_WINDOWS_S) * 3600.0 / UPDATE_S
+    else:
+        closed = sum(4.0 * 3600.0 / w for w in CLOSED_WINDOWS_S) * len(DEPTHS_SD)
+        open_ = len(OPEN_WINDOWS_S) * 3600.0 / OPEN_BLOCK_S
+    return float(np.log(budget / closed)), float(np.log(budget / open_))
+
+
+def _p_text(log_p: float) -> str:
+    """``p < 1e-N`` with the smallest power of ten above p."""
+    exponent = int(np.ceil(log_p / np.log(10.0)))
+    return f"p < 1e{exponent}" if exponent < 0 else "p < 1"
+
+
+def _to_event(w: _Window, log_alpha: float, n_channels: int) -> AdjustmentEvent:
+    score = float(np.clip(1.0 - 0.5 * log_alpha / w.log_p, 0.0, 1.0))
+    minutes = f"{w.detail.get('window', w.width) / 60.0:g} min"
+    if w.protocol == "closed_loop":
+        d = w.detail
+        onset = max(w.start, d["first"] - 1.0)
+        end = min(w.start + w.width, d["last"]) + CLICK_DELAY_S[1] + CLICK_INTERVAL_S + RESPONSE_S
+        evidence = (f"closed loop: {w.count} slow-oscillation troughs (deeper than {d['depth']:g} SD) in {minutes}, "
+                    f"each followed {CLICK_DELAY_S[0]:g}-{CLICK_DELAY_S[1]:g} s later by a pair of evoked responses "
+                    f"{CLICK_INTERVAL_S:g} s apart, N550 {d['n550']:+.0f} uV against the mirrored signal "
+                    f"(time-reversal test, {_p_text(w.log_p)})")
+        return AdjustmentEvent(float(onset), float(end - onset), "auditory", score, evidence, w.channels)
+    d = w.detail
+    evidence = (f"open loop: evoked responses on a {d['period']:.2f}-s clock, {w.count} cycles in {minutes} "
+                f"(fold z {d['z']:.1f} over periods {CUE_PERIOD_S[0]:g}-{CUE_PERIOD_S[1]:g} s and phases, "
+                f"{_p_text(w.log_p)})")
+    return AdjustmentEvent(float(w.start), float(w.width), "auditory", score, evidence, tuple(range(n_channels)),
+                           float(1.0 / d["period"]))
+
+
+def _check_rate(fs: float) -> None:
+    if not fs >= 16.0:
+        raise SignalError(f"auditory detection needs at least 16 Hz (a 5-Hz band), got {fs} Hz")
+
+
+def _as_rows(data, valid):
+    """(channels, samples) float32/float64 array and a bool mask of the given valid samples."""
+    x = np.asarray(data)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise SignalError(f"data must be (n_channels, n_samples), got shape {np.shape(data)}")
+    if valid is None:
+        ok = np.ones(x.shape[1], dtype=bool)
+    else:
+        ok = np.asarray(valid, dtype=bool)
+        if ok.shape != (x.shape[1],):
+            raise SignalError(f"valid must have shape ({x.shape[1]},), got {ok.shape}")
+    return np.ascontiguousarray(x), ok
+
+
+def _open_loop_last(y: np.ndarray, ok: np.ndarray, rate: float, t0: float, t_eval: float, log_alpha: float) -> list:
+    """Live: the windows of :data:`OPEN_WINDOWS_S` that end at ``t_eval`` (s; ``t0`` at ``y[0]``)."""
+    out = []
+    for width in OPEN_WINDOWS_S:
+        b = int(round((t_eval - t0) * rate))
+        a = b - int(round(width * rate))
+        if a < 0 or b > y.size:
+            continue
+        folds = _fold(y[a:b], ok[a:b], rate, int(round(t0 * rate)) + a)
+        found = _open_loop_tests(folds, rate, log_alpha, windows=(width,))
+        out += found
+    return out
+
+
+def _analyse(xd: np.ndarray, counts: np.ndarray, fd: float, t0: float, staged, t_eval: float | None = None) -> list:
+    """Significant windows of boxcar-averaged channels (times in s, ``t0`` at the first block).
+
+    Offline (``t_eval`` None) every window is tested; live, only the windows ending at ``t_eval``.
+    Returns (window, log alarm level) pairs.
+    """
+    preps = _prepare(xd, counts, fd, staged)
+    fa = preps[0].fs
+    t1 = t0 + preps[0].band.size / fa if t_eval is None else t_eval
+    la_closed, la_open = _log_alphas(live=t_eval is not None)
+    troughs = []
+    for p in preps:
+        tr = _closed_loop_troughs(p)
+        tr.times = tr.times + t0
+        troughs.append(tr.subset(tr.times <= t1 - (CLICK_DELAY_S[1] + CLICK_INTERVAL_S + RESPONSE_S)))
+    windows = _closed_loop_tests(troughs, t0, t1, la_closed, last_only=t_eval is not None)
+    y, ok, rate = _fold_series(preps)
+    if t_eval is None:
+        windows += _open_loop_tests(_fold(y, ok, rate, int(round(t0 * rate))), rate, la_open)
+    else:
+        windows += _open_loop_last(y, ok, rate, t0, t_eval, la_open)
+    return [(w, la_closed if w.protocol == "closed_loop" else la_open) for w in windows]
+
+
+def detect_auditory(data, fs: float, *, valid=None, stages=None) -> list:
+    """Flag series of auditory stimulation (closed-loop click pairs or open-loop cues) in a recording.
+
+    Parameters
+    ----------
+    data : array_like, shape (n_channels, n_samples) or (n_samples,)
+        Electrode signals (EEG, EOG, EMG) in uV at one rate; NaN marks missing samples.
+    fs : float
+        Sample rate in Hz (at least 16; the work is done at 16-50 Hz whatever the input rate).
+    valid : array_like of bool, shape (n_samples,), optional
+        False where samples are missing (e.g. packet loss written as 0).
+    stages : array_like of int, shape (n_epochs,), optional
+        Stage code per 30-s epoch (0 W, 1 N1, 2 N2, 3 N3, 4 REM, -1 unknown); when given, wake
+        epochs (:data:`SKIPPED_STAGES`) are not analysed.
+
+    Returns
+    -------
+    list of AdjustmentEvent
+        Kind ``"auditory"``, sorted by onset (s from the first sample), overlapping detections
+        merged; ``channels`` are the rows where the evidence was found. Recordings shorter than
+        the shortest window (:data:`OPEN_WINDOWS_S`) give none.
+
+    Raises
+    ------
+    SignalError
+        For a rate below 16 Hz, or data or ``valid`` of the wrong shape.
+    """
+    _check_rate(fs)
+    x, ok = _as_rows(data, valid)
+    m = _decimation(fs)
+    xd, counts = block_mean(x, ok, m)
+    fd = fs / m
+    if xd.shape[1] < min(CLOSED_WINDOWS_S[0], OPEN_WINDOWS_S[0]) * fd:
+        return []
+    found = _analyse(xd, counts, fd, 0.0, _staged_blocks(stages, xd.shape[1], fd))
+    return merge_events([_to_event(w, la, x.shape[0]) for w, la in found])
+
+
+class AuditoryMonitor:
+    """Live detection of auditory stimulation series, block by block.
+
+    Keeps the last :data:`BUFFER_S` s as boxcar averages (a few hundred values per channel and
+    minute) and every :data:`UPDATE_S` s of data tests the windows that end :data:`EDGE_S` s
+    before the newest sample (the zero-phase filters need that much data after a response), with
+    the statistics of :func:`detect_auditory`; the alarm levels are Bonferroni-corrected for
+    testing every :data:`UPDATE_S` s. Memory and the cost of a push are bounded by the buffer,
+    whatever the stream's length. Stages are not known live, so every stage is analysed. An
+    alarm is raised once per series: windows overlapping the last alarm only extend it silently.
+
+    Parameters
+    ----------
+    fs : float
+        Sample rate in Hz.
+    n_channels : int
+        Electrode channels in every block.
+
+    Attributes
+    ----------
+    events : list of AdjustmentEvent
+        Every alarm raised so far, in the order raised (onsets in s from the first pushed sample).
+    """
+
+    def __init__(self, fs: float, n_channels: int):
+        _check_rate(fs)
+        self.fs = float(fs)
+        self.n_channels = int(n_channels)
+        self._m = _decimation(self.fs)
+        self._fd = self.fs / self._m
+        self._pending = np.zeros((self.n_channels, 0))
+        self._pending_ok = np.zeros(0, dtype=bool)
+        self._means = np.zeros((self.n_channels, 0))
+        self._counts = np.zeros(0, dtype=np.int64)
+        self._first = 0          # block index (at fd) of self._means[:, 0]
+        self._next_update = int(round(UPDATE_S * self._fd))
+        self._alarm_end = -np.inf
+        self.events: list = []
+
+    def push(self, block, valid=None) -> list:
+        """Analyse the next block of samples.
+
+        Parameters
+        ----------
+        block : array_like, shape (n_channels, n)
+            The next samples in uV; NaN marks missing ones.
+        valid : array_like of bool, shape (n,), optional
+            False where samples are missing.
+
+        Returns
+        -------
+        list of AdjustmentEvent
+            Alarms raised by this block.
+        """
+        x, ok = _as_rows(block, valid)
+        if x.shape[0] != self.n_channels:
+            raise SignalError(f"expected {self.n_channels} channels, got {x.shape[0]}")
+        x = np.concatenate([self._pending, x], axis=1)
+        ok = np.concatenate([self._pending_ok, ok])
+        n_full = (x.shape[1] // self._m) * self._m
+        means, counts = block_mean(np.ascontiguousarray(x[:, :n_full]), ok[:n_full], self._m)
+        self._pending, self._pending_ok = x[:, n_full:].copy(), ok[n_full:].copy()
+        self._means = np.concatenate([self._means, means], axis=1)
+        self._counts = np.concatenate([self._counts, counts])
+        # keep what the next update needs (the updates do not depend on how the stream is cut)
+        new: list = []
+        while self._first + self._counts.size >= self._next_update:
+            new += self._update(self._next_update)
+            self._next_update += int(round(UPDATE_S * self._fd))
+            drop = self._next_update - int(round(BUFFER_S * self._fd)) - self._first
+            if drop > 0:
+                self._means, self._counts = self._means[:, drop:], self._counts[drop:]
+                self._first += drop
+        self.events += new
+        return new
+
+    def _update(self, end_block: int) -> list:
+        """Test the windows ending EDGE_S before block ``end_block`` (absolute)."""
+        n = end_block - self._first
+        a = max(0, n - int(round(BUFFER_S * self._fd)))
+        t0 = (self._first + a) / self._fd
+        t_eval = end_block / self._fd - EDGE_S
+        if n <= a or t_eval - t0 < min(CLOSED_WINDOWS_S[0], OPEN_WINDOWS_S[0]):
+            return []
+        found = _analyse(self._means[:, a:n], self._counts[a:n], self._fd, t0, None, t_eval=t_eval)
+        raised = []
+        for w, log_alpha in sorted(found, key=lambda f: f[0].log_p):
+            event = _to_event(w, log_alpha, self.n_channels)
+            if event.onset < self._alarm_end:  # the series already flagged: follow it silently
+                self._alarm_end = max(self._alarm_end, event.end)
+                continue
+            self._alarm_end = event.end
+            raised.append(event)
+        return raised

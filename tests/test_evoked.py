@@ -1,0 +1,259 @@
+"""Auditory stimulation series (dsp.evoked): kernels against numpy/scipy, the time-reversal and
+folding nulls, gaps, the live monitor, and one real excerpt with injected cues."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage, signal
+
+from dsp import evoked
+from dsp.errors import SignalError
+from dsp.events import AdjustmentEvent
+
+FS = 100.0
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels against references
+
+
+def test_block_mean_matches_masked_reshape_mean():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 1003)).astype(np.float32)
+    valid = rng.random(1003) > 0.3
+    x[1, 17] = np.nan  # a non-finite sample in any row drops that sample from every row
+    valid[40:50] = False  # one block without a valid sample
+    means, counts = evoked.block_mean(x, valid, 10)
+    usable = valid & np.isfinite(x).all(axis=0)
+    u = usable[:1000].reshape(100, 10)
+    xs = np.where(usable, x, 0.0)[:, :1000].reshape(3, 100, 10)
+    expected = xs.sum(axis=2) / np.maximum(u.sum(axis=1), 1)
+    np.testing.assert_array_equal(counts, u.sum(axis=1))
+    np.testing.assert_allclose(means, expected, rtol=1e-6, atol=1e-6)
+    assert counts[4] == 0 and np.all(means[:, 4] == 0)
+
+
+def test_binomial_halve_matches_reflected_convolution():
+    x = np.random.default_rng(8).standard_normal((2, 101))
+    padded = np.pad(x, ((0, 0), (2, 2)), mode="reflect")
+    kernel = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+    expected = np.stack([np.convolve(row, kernel, "valid") for row in padded])[:, ::2]
+    np.testing.assert_allclose(evoked.binomial_halve(x), expected, atol=1e-12)
+
+
+def test_fill_gaps_matches_np_interp():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(500)
+    ok = rng.random(500) > 0.4
+    ok[:5] = False
+    ok[-7:] = False
+    idx = np.arange(500)
+    expected = np.interp(idx, idx[ok], x[ok])
+    np.testing.assert_allclose(evoked.fill_gaps(x, ok), expected, atol=1e-12)
+
+
+def test_local_minima_matches_argrelmin():
+    rng = np.random.default_rng(2)
+    x = signal.sosfiltfilt(signal.butter(2, 0.05, output="sos"), rng.standard_normal(5000))
+    ok = rng.random(5000) > 0.1
+    thr = -0.2
+    ref = signal.argrelmin(x)[0]
+    ref = ref[(x[ref] < thr) & ok[ref]]
+    np.testing.assert_array_equal(evoked.local_minima(x, thr, ok), ref)
+
+
+def test_correlate_matches_np_correlate():
+    rng = np.random.default_rng(3)
+    x, h = rng.standard_normal(300), rng.standard_normal(23)
+    ok = rng.random(300) > 0.3
+    expected = np.correlate(x, h, "full")[h.size - 1:][:300]
+    np.testing.assert_allclose(evoked.correlate(x, h, ok), np.where(ok, expected, 0.0), atol=1e-12)
+
+
+def test_running_max_matches_maximum_filter():
+    x = np.random.default_rng(4).standard_normal(777)
+    np.testing.assert_array_equal(evoked.running_max(x, 6), ndimage.maximum_filter1d(x, 13, mode="nearest"))
+
+
+def test_pair_scores_match_a_loop_and_flip_under_time_reversal():
+    rng = np.random.default_rng(5)
+    x, h = rng.standard_normal(400), rng.standard_normal(9)
+    troughs = np.array([3, 60, 150, 250, 395], dtype=np.int64)
+    after, before, delay = evoked.pair_scores(x, h, troughs, 4, 7, 12)
+    for k, t in enumerate(troughs):
+        if t - 7 - 12 - 9 + 1 < 0 or t + 7 + 12 + 9 > x.size:
+            assert np.isnan(after[k]) and np.isnan(before[k])
+            continue
+        a = [x[t + d:t + d + 9] @ h + x[t + d + 12:t + d + 21] @ h for d in range(4, 8)]
+        b = [x[t - d - 8:t - d + 1][::-1] @ h + x[t - d - 20:t - d - 11][::-1] @ h for d in range(4, 8)]
+        assert after[k] == pytest.approx(max(a)) and before[k] == pytest.approx(max(b))
+        assert delay[k] == 4 + int(np.argmax(a))
+    # the score before a trough is the score after it in the time-reversed signal
+    rev_after, rev_before, _ = evoked.pair_scores(x[::-1].copy(), h, x.size - 1 - troughs, 4, 7, 12)
+    np.testing.assert_allclose(rev_after, before)
+    np.testing.assert_allclose(rev_before, after)
+
+
+def test_fold_blocks_match_add_at_and_best_fold():
+    rng = np.random.default_rng(6)
+    y = rng.standard_normal(610)
+    ok = rng.random(610) > 0.2
+    periods = np.array([6.0, 7.3, 9.99, 13.5])
+    sums, counts = evoked.fold_blocks(y, ok, 1234, 150, periods)
+    assert sums.shape == (4, 4, 14)
+    for k in range(4):
+        for p, period in enumerate(periods):
+            i = np.arange(k * 150, (k + 1) * 150)
+            bins = np.floor(np.mod(1234 + i, period)).astype(int)
+            s, c = np.zeros(14), np.zeros(14)
+            np.add.at(s, bins[ok[i]], y[i][ok[i]])
+            np.add.at(c, bins[ok[i]], 1.0)
+            np.testing.assert_allclose(sums[k, p], s, atol=1e-12)
+            np.testing.assert_array_equal(counts[k, p], c)
+    z, p, b = evoked.best_fold(sums, counts, 1, 3)
+    s, c = sums[1:3].sum(axis=0), counts[1:3].sum(axis=0)
+    ref = np.where(c >= 2, s / np.sqrt(np.maximum(c, 1)), -np.inf)
+    assert z == pytest.approx(ref.max()) and ref[p, b] == pytest.approx(z)
+
+
+def test_window_sums_match_masks():
+    rng = np.random.default_rng(7)
+    times = np.sort(rng.uniform(0, 100, 60))
+    values = rng.standard_normal(60)
+    starts = np.arange(-5.0, 95.0, 7.5)
+    sums, counts = evoked.window_sums(times, values, starts, 20.0)
+    for w, a in enumerate(starts):
+        inside = (times >= a) & (times < a + 20.0)
+        assert counts[w] == inside.sum() and sums[w] == pytest.approx(values[inside].sum(), abs=1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# Detection on synthetic sleep-like EEG
+
+
+def _background(seconds: float, seed: int) -> np.ndarray:
+    """Slow-wave-rich 1/f-like EEG, about 25 uV RMS, one channel at FS."""
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal(int(seconds * FS))
+    pink = signal.sosfilt(signal.butter(1, 1.0, fs=FS, output="sos"), white) * 6 + white
+    return signal.sosfiltfilt(signal.butter(2, [0.3, 30.0], "bandpass", fs=FS, output="sos"), pink) * 12
+
+
+def _add_cues(x: np.ndarray, start: float, stop: float, n550_uv: float, seed: int) -> np.ndarray:
+    """Open-loop cues every 5 +- 0.5 s between start and stop (s), each evoking the response."""
+    rng = np.random.default_rng(seed)
+    shape = evoked.response_template(FS)
+    shape = shape / -shape.min()
+    x = x.copy()
+    t = start + rng.uniform(0, 5)
+    while t + 2 < stop:
+        i = int((t + rng.uniform(-0.5, 0.5)) * FS)
+        x[i:i + shape.size] += n550_uv * rng.lognormal(0, 0.3) * shape
+        t += 5.0
+    return x
+
+
+@pytest.fixture(scope="module")
+def night():
+    clean = _background(1800, seed=11)
+    return clean, _add_cues(clean, 600, 1200, 35.0, seed=12)
+
+
+def test_open_loop_series_found_and_clean_signal_quiet(night):
+    clean, stimulated = night
+    found = evoked.detect_auditory(stimulated, FS)
+    assert len(found) == 1
+    e = found[0]
+    assert isinstance(e, AdjustmentEvent) and e.kind == "auditory" and e.overlaps(600, 1200)
+    assert 450 <= e.onset <= 750 and e.end <= 1350
+    assert 0.5 < e.score <= 1.0 and e.frequency_hz == pytest.approx(0.2, abs=0.01)
+    assert "open loop" in e.evidence and "5.0" in e.evidence and "p < 1e-" in e.evidence
+    assert evoked.detect_auditory(clean, FS) == []
+
+
+def test_wake_epochs_are_not_analysed(night):
+    _, stimulated = night
+    awake = np.zeros(60, dtype=int)  # every epoch scored W: nothing is analysed
+    assert evoked.detect_auditory(stimulated, FS, stages=awake) == []
+    asleep = np.tile([2, 3, 4, 1], 15)  # any sleep stage is
+    assert len(evoked.detect_auditory(stimulated, FS, stages=asleep)) == 1
+    awake_then = np.where(np.arange(60) < 20, 0, 2)  # cues from epoch 20 on are still seen
+    assert len(evoked.detect_auditory(stimulated, FS, stages=awake_then)) == 1
+
+
+def test_gaps_written_as_zero_raise_nothing(night):
+    clean, _ = night
+    x = clean.copy()
+    valid = np.ones(x.size, dtype=bool)
+    for k in range(25):  # 2-s dropouts every 70 s: their edges are steps of tens of uV
+        a = int((30 + 70 * k) * FS)
+        x[a:a + int(2 * FS)] = 0.0
+        valid[a:a + int(2 * FS)] = False
+    assert evoked.detect_auditory(x, FS, valid=valid) == []
+    assert evoked.detect_auditory(np.where(valid, x, np.nan), FS) == []
+
+
+def test_closed_loop_scores_flip_sign_under_time_reversal(night):
+    clean, _ = night
+    x = clean[: 3 * 59999]  # an odd number of 3-sample blocks: subsampling by 2 maps onto itself reversed
+    means, counts = evoked.block_mean(x[None, :], np.ones(x.size, dtype=bool), 3)
+    fd = FS / 3
+    forward = evoked._closed_loop_troughs(evoked._prepare(means, counts, fd, None)[0])
+    backward = evoked._closed_loop_troughs(evoked._prepare(means[:, ::-1].copy(), counts, fd, None)[0])
+    duration = (means.shape[1] - 1) / fd  # time of the last block (the subsampled grid keeps it)
+    mirrored = {round(duration - t, 2): s for t, s in zip(backward.times, backward.score)}
+    middle = (forward.times > 120) & (forward.times < duration - 120)
+    assert middle.sum() >= 5
+    for t, s in zip(forward.times[middle], forward.score[middle]):
+        np.testing.assert_allclose(mirrored[round(t, 2)], -s, rtol=1e-2, atol=1e-2)
+
+
+def test_monitor_raises_once_in_any_block_size(night):
+    _, stimulated = night
+    stream = stimulated[int(300 * FS):int(1150 * FS)]  # cues from 300 s to 900 s of the stream
+    first = evoked.AuditoryMonitor(FS, 1)
+    raised = [(e, (a + 100) / FS) for a in range(0, stream.size, 100) for e in first.push(stream[None, a:a + 100])]
+    assert len(raised) == 1 and first.events == [raised[0][0]]
+    event, when = raised[0]
+    assert event.overlaps(300, 900) and 300 < when < 900
+    other = evoked.AuditoryMonitor(FS, 1)
+    rng = np.random.default_rng(3)
+    a = 0
+    while a < stream.size:  # ragged blocks, some empty, give the same alarms
+        n = int(rng.integers(0, 400))
+        other.push(stream[None, a:a + n])
+        a += n
+    assert [(e.onset, e.duration, e.evidence) for e in other.events] == [(event.onset, event.duration, event.evidence)]
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(SignalError):
+        evoked.detect_auditory(np.zeros((2, 3, 4)), FS)
+    with pytest.raises(SignalError):
+        evoked.detect_auditory(np.zeros((1, 1000)), FS, valid=np.ones(10, dtype=bool))
+    with pytest.raises(SignalError):
+        evoked.AuditoryMonitor(FS, 2).push(np.zeros((3, 10)))
+    with pytest.raises(SignalError):
+        evoked.detect_auditory(np.zeros(100000), 10.0)
+    assert evoked.detect_auditory(np.zeros(500), FS) == []  # too short to hold a series
+
+
+# --------------------------------------------------------------------------------------------
+# Real EEG (DREAMS excerpt 1, read in place) with injected open-loop cues
+
+
+def test_dreams_excerpt_with_injected_cues(dreams_dir):
+    from dsp.stages import from_labels
+    from firmware_sim.adjustments import Auditory, inject
+    from ingest.dreams import read_dreams_hypnogram, read_dreams_signal
+
+    label, x = read_dreams_signal(dreams_dir / "excerpt1.txt")
+    hyp = from_labels(read_dreams_hypnogram(dreams_dir / "Hypnogram_excerpt1.txt"))
+    fs = 100.0
+    assert evoked.detect_auditory(x, fs, stages=hyp) == []
+    stimulated, truth = inject(x, fs, hyp, [Auditory(mode="open_loop", n550_uv=45, duration_s=600, stages=(2, 3),
+                                                     stim_stages=(2, 3))], 1, labels=[label])
+    found = evoked.detect_auditory(stimulated, fs, stages=hyp)
+    onset, duration = truth[0]["onset"], truth[0]["duration"]
+    assert len(found) == 1 and found[0].overlaps(onset, onset + duration)
