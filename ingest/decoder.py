@@ -48,14 +48,29 @@ class Decoder(abc.ABC):
     stats : dict
         Counters, at least ``"packets"`` (decoded), ``"bytes_skipped"`` (garbage passed over while
         resynchronising) and ``"samples_lost"`` (counted from the protocol).
+    packet_rate : float
+        Numbered packets per second per source on the device's nominal clock (0: not numbered).
+    counter_modulus : int
+        Where the protocol's packet counter wraps (0: no counter).
+    counter_behind : int
+        How far back a counter still reads as a late packet rather than a forward jump.
+    on_packets : callable or None
+        Hook for stream audits (:mod:`ingest.integrity`): called as ``on_packets(source, counters,
+        content)`` with every numbered data packet framed from a chunk, in arrival order and before
+        duplicates, late or out-of-line packets are dropped (each packet once, when it is decided):
+        ``counters`` int64 (n,), ``content`` uint8 (n, n_bytes), the packet's bytes after its counter.
     """
 
     channels: tuple = ()
     kinds: tuple = ()
     fs: float = 0.0
+    packet_rate: float = 0.0
+    counter_modulus: int = 0
+    counter_behind: int = 0
 
     def __init__(self):
         self.stats = {"packets": 0, "bytes_skipped": 0, "samples_lost": 0}
+        self.on_packets = None
 
     @abc.abstractmethod
     def feed(self, payload: bytes, source: int = 0) -> list:

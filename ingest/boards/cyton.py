@@ -531,6 +531,10 @@ class CytonDecoder(Decoder):
         Largest magnitude a row can hold: uV at the row's gain at full scale; 4.096 g for ACC.
     """
 
+    packet_rate = PACKET_RATE
+    counter_modulus = 256
+    counter_behind = BEHIND
+
     def __init__(self, daisy: bool = False, gains=None, accelerometer: bool = False, channels=None):
         super().__init__()
         self.daisy = bool(daisy)
@@ -594,12 +598,17 @@ class CytonDecoder(Decoder):
         if packets is not None:
             self._buffer = data[packets.size:]
             self._last_number = int(packets[-1, 1])
+            if self.on_packets is not None:
+                self.on_packets(source, packets[:, 1].astype(np.int64), packets[:, 2:])
             return self._runs(packets, np.ones(packets.shape[0], dtype=np.int64))
         starts, resume, skipped = find_packets(buf, self._last_number)
         numbers = buf[starts + 1].astype(np.int64)
         take, steps, wait, counts = order_packets(numbers, self._last_number)
         if wait < starts.size:  # undecided packets are offered again with the next bytes
             resume = int(starts[wait])
+        if self.on_packets is not None and wait:
+            decided = buf[starts[:wait, None] + np.arange(PACKET_LENGTH)]
+            self.on_packets(source, numbers[:wait], decided[:, 2:])
         for name, n in counts.items():
             self.stats[name] += n
         self.stats["bytes_skipped"] += int(skipped[skipped[:, 0] < resume, 1].sum())

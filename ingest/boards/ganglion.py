@@ -208,6 +208,9 @@ class GanglionDecoder(Decoder):
             self.cycle_packets, self.cycle_samples, self._last_id = 101, 201, 200
         else:
             self.cycle_packets, self.cycle_samples, self._last_id = 100, 200, 199
+        self.counter_modulus = self.cycle_packets  # the cycle position is the packet counter
+        self.counter_behind = BEHIND
+        self.packet_rate = FS * self.cycle_packets / self.cycle_samples
         self._axis = _AXIS[firmware]
         self.restart()
 
@@ -247,7 +250,11 @@ class GanglionDecoder(Decoder):
             self.stats["invalid"] += 1
             self.stats["bytes_skipped"] += len(payload)
             return []
-        return self._arrive(self.position(pid), bytes(payload))
+        pos = self.position(pid)
+        if self.on_packets is not None:
+            content = np.frombuffer(payload, np.uint8, offset=1)[None, :]
+            self.on_packets(source, np.array([pos], dtype=np.int64), content)
+        return self._arrive(pos, bytes(payload))
 
     def _control(self, pid: int, payload: bytes) -> None:
         if ID_IMPEDANCE <= pid < ID_IMPEDANCE + 5:

@@ -328,6 +328,9 @@ class MuseDecoder(Decoder):
     """
 
     fs = FS
+    packet_rate = FS / SAMPLES_PER_PACKET  # per electrode characteristic
+    counter_modulus = 0x10000
+    counter_behind = _HALF - 1
 
     def __init__(self, preset: str = DEFAULT_PRESET, sources=None, window: int = WINDOW):
         super().__init__()
@@ -342,6 +345,7 @@ class MuseDecoder(Decoder):
         self.sources = tuple(s.lower() for s in (sources if sources is not None else SOURCES))
         eeg = {u: i for i, u in enumerate(EEG_UUIDS[: self.n_electrodes])}
         self._electrode = [eeg.get(u, -1) for u in self.sources]
+        self._eeg_source = {e: i for i, e in enumerate(self._electrode) if e >= 0}  # for on_packets
         self.stats.update(sequences_lost=0, duplicates=0, late=0, conflicts=0, strays=0)
         self.sensor_runs: collections.deque = collections.deque(maxlen=int(600 * IMU_RATE))
         self.replies: collections.deque = collections.deque(maxlen=64)
@@ -378,6 +382,9 @@ class MuseDecoder(Decoder):
             self.stats["bytes_skipped"] += len(payload)
             return []
         seq = (payload[0] << 8) | payload[1]
+        if self.on_packets is not None:
+            content = np.frombuffer(payload, np.uint8, offset=2)[None, :]
+            self.on_packets(self._eeg_source[e], np.array([seq], dtype=np.int64), content)
         nxt = self._next
         if nxt is None:
             nxt = self._next = seq
