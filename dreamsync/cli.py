@@ -84,12 +84,13 @@ def _build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="dreamsync",
-        description="Sleep-EEG headbands to sleep stages, live and offline.",
+        description="Sleep-EEG headbands to sleep stages and checks for dream adjustments, live and offline.",
         formatter_class=fmt,
         epilog="examples:\n"
                "  dreamsync live --device sim --speed 60 --duration 30m\n"
                "  dreamsync simulate --hours 8 --seed 7 --out night.edf\n"
                "  dreamsync stage night.edf --out hypnogram.json\n"
+               "  dreamsync detect night.edf --out events.json\n"
                "  dreamsync evaluate hypnogram.json night.edf\n\n"
                "exit codes: 0 ok, 1 internal error, 2 bad input or usage, 3 device problem, 130 interrupted",
     )
@@ -100,8 +101,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "live", formatter_class=fmt, help="stage a headband's stream as it arrives",
         description="Connect to a headband (or the simulator), stage each 30-s epoch as it ends and "
-                    "print a line per epoch (clock time, stage, confidence); Ctrl-C ends cleanly "
-                    "with a summary of time in each stage.",
+                    "print a line per epoch (clock time, stage, confidence); an ALARM line appears as soon "
+                    "as a dream adjustment is flagged (see 'detect'). Ctrl-C ends cleanly with a summary "
+                    "of time in each stage and of the alarms.",
         epilog="examples:\n"
                "  dreamsync live --device sim --speed 60            # a simulated night, 60x real time\n"
                "  dreamsync live --device sim --speed max --duration 8h",
@@ -113,7 +115,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="stop after this much signal, e.g. 90s, 30m, 8h (default: until the night ends)")
     p.add_argument("--hours", type=_positive_hours, default=8.0, help="length of the simulated night (default: 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated night (default: 0)")
-    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.add_argument("--authorized", default=None,
+                   help="JSON file of the adjustments the sleeper consented to (see 'dreamsync detect --help')")
+    p.add_argument("--quiet", action="store_true", help="print only alarms and the summary")
 
     p = sub.add_parser(
         "record", formatter_class=fmt, help="record a headband to EDF+ (and its raw capture)",
@@ -140,7 +144,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", help="EDF/EDF+/BDF file or raw capture (.dsraw)")
     p.add_argument("--speed", type=parse_speed, default=0.0, help="pace relative to real time, or 'max' (default)")
-    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.add_argument("--authorized", default=None,
+                   help="JSON file of the adjustments the sleeper consented to (see 'dreamsync detect --help')")
+    p.add_argument("--quiet", action="store_true", help="print only alarms and the summary")
 
     p = sub.add_parser(
         "convert", formatter_class=fmt, help="turn a raw capture (or EDF/BDF) into EDF+",
@@ -225,6 +231,31 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="staging model from 'dreamsync train' (default: the built-in model, which needs no "
                         "training data)")
+    p.add_argument("--quiet", action="store_true", help="print nothing on success when --out is given")
+
+    p = sub.add_parser(
+        "detect", formatter_class=fmt, help="check a recording for dream adjustments",
+        description="Look for externally injected 'dream adjustments' in a recording: auditory "
+                    "stimulation (series of evoked responses), electrical stimulation (tACS/tDCS lines and "
+                    "DC shifts), sensory entrainment (steady-state responses) and tampering with the data "
+                    "(replayed, spliced or time-warped segments). Writes {\"events\": [{onset, duration, "
+                    "kind, score, evidence, authorized}]} with onset and duration in seconds from the "
+                    "recording's start, and prints one line per event. Events inside windows of "
+                    "--authorized are marked authorized and raise no alarm. Gaps marked in the file are "
+                    "treated as missing samples.",
+        epilog="examples:\n"
+               "  dreamsync detect night.edf --out events.json\n"
+               "  dreamsync detect night.edf --authorized consent.json --out events.json\n\n"
+               "consent.json: {\"authorized\": [{\"kind\": \"auditory\", \"start\": \"23:30\", \"end\": \"02:00\"}]}\n"
+               "(start/end: seconds from the recording's start, HH:MM[:SS] clock times or ISO date-times;\n"
+               "kind: auditory, electrical, entrainment, tampering or any)",
+    )
+    p.add_argument("input", help="EDF, EDF+ or BDF file")
+    p.add_argument("--out", default=None, help="JSON file to write (default: print the JSON)")
+    p.add_argument("--authorized", default=None, help="JSON file of the adjustments the sleeper consented to")
+    p.add_argument("--channel", default=None,
+                   help="EEG channel(s) to stage from, comma-separated (default: as 'dreamsync stage' picks); "
+                        "every electrode channel at their rate is checked")
     p.add_argument("--quiet", action="store_true", help="print nothing on success when --out is given")
 
     p = sub.add_parser(
@@ -325,20 +356,30 @@ def _one_line(err: Exception) -> str:
 
 
 def _cmd_live(args) -> int:
+    import datetime as dt
+
+    windows = _read_authorized(args.authorized, dt.datetime.now()) if args.authorized else []
     with _open_device(args) as device:
-        _stage_stream(device, args.quiet, duration=args.duration)
+        _stage_stream(device, args.quiet, duration=args.duration, authorized=windows)
     return EXIT_OK
 
 
-def _stage_stream(device, quiet: bool, duration=None) -> None:
-    """Stage an opened device epoch by epoch, a line each, until it ends or Ctrl-C; then the summary."""
+def _stage_stream(device, quiet: bool, duration=None, authorized=()) -> None:
+    """Stage an opened device epoch by epoch, a line each, and print an alarm line as soon as an
+    adjustment is flagged, until it ends or Ctrl-C; then the summary."""
+    import datetime as dt
+
     from .pipeline import LiveSession
 
     def show(epoch):
         if not quiet:
             print(f"{epoch.start:%H:%M:%S}  {epoch.stage:<3}  {epoch.confidence:.2f}", flush=True)
 
-    session = LiveSession(device, on_epoch=show, duration=duration)
+    def alarm(event, ok):
+        start = session._start or dt.datetime.now()
+        print(_event_line(event, ok, start), flush=True)
+
+    session = LiveSession(device, on_epoch=show, duration=duration, on_adjustment=alarm, authorized=authorized)
     previous = signal.signal(signal.SIGINT, lambda *_: session.stop())
     try:
         summary = session.run()
@@ -353,6 +394,8 @@ def _print_summary(summary) -> None:
     print(f"summary: {len(summary.epochs)} epochs ({total / 60:.2f} h) staged from {summary.eeg_channel}"
           + (f" + {summary.emg_channel}" if summary.emg_channel else "")
           + f"; samples lost: {summary.samples_lost}")
+    alarms = sum(not ok for _, ok in summary.adjustments)
+    print(f"adjustments: {alarms} alarm(s), {len(summary.adjustments) - alarms} authorized")
     for name, mins in minutes.items():
         if mins or name != "?":
             share = 100 * mins / total if total else 0.0
@@ -393,8 +436,16 @@ def _print_recording(summary, verb: str, quiet: bool) -> None:
 def _cmd_replay(args) -> int:
     from ingest.replay import open_recording
 
+    windows = []
+    if args.authorized:
+        start = None
+        if args.input.lower().endswith((".edf", ".bdf")):
+            from ingest.edf import read_edf
+
+            start = read_edf(args.input).start
+        windows = _read_authorized(args.authorized, start)
     with open_recording(args.input, speed=args.speed) as device:
-        _stage_stream(device, args.quiet)
+        _stage_stream(device, args.quiet, authorized=windows)
     return EXIT_OK
 
 
@@ -513,6 +564,53 @@ def _cmd_stage(args) -> int:
     return EXIT_OK
 
 
+def _cmd_detect(args) -> int:
+    from .detection import detect_file
+
+    windows = []
+    if args.authorized:
+        from ingest.edf import read_edf
+
+        windows = _read_authorized(args.authorized, read_edf(args.input).start)
+    report = detect_file(args.input, channel=args.channel, authorized=windows)
+    doc = report.to_json()
+    if args.out is None:
+        json.dump(doc, sys.stdout)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    with open(args.out, "w") as fh:
+        json.dump(doc, fh)
+    if not args.quiet:
+        for event, ok in report.events:
+            print(_event_line(event, ok, report.start))
+        print(f"wrote {args.out}: {len(report.alarms)} alarm(s), "
+              f"{len(report.events) - len(report.alarms)} authorized, in {report.duration / 3600:.2f} h "
+              f"of {', '.join(report.channels)}")
+    return EXIT_OK
+
+
+def _event_line(event, authorized: bool, start=None) -> str:
+    """One line for a flagged event: when, kind, score, why."""
+    import datetime as dt
+
+    at = (f"{start + dt.timedelta(seconds=event.onset):%H:%M:%S}" if start is not None
+          else f"{event.onset:9.1f} s")
+    tag = "authorized" if authorized else "ALARM"
+    return f"{tag:<10} {at}  {event.kind:<11} {event.duration:7.1f} s  score {event.score:.2f}  {event.evidence}"
+
+
+def _read_authorized(path: str, start) -> list:
+    """Consent windows of ``path`` relative to ``start`` (datetime or None); bad files are bad input."""
+    from .authorization import load_authorized
+
+    try:
+        return load_authorized(path, start)
+    except OSError as err:
+        raise InputProblem(f"{path}: {(err.strerror or str(err)).lower()}") from None
+    except ValueError as err:
+        raise InputProblem(str(err)) from None
+
+
 def _load_model(path: str):
     from dsp.model import load_model
 
@@ -596,4 +694,4 @@ def _size(n_bytes: int) -> str:
 
 _COMMANDS = {"live": _cmd_live, "record": _cmd_record, "replay": _cmd_replay, "convert": _cmd_convert,
              "evaluate": _cmd_evaluate, "simulate": _cmd_simulate, "sim-serve": _cmd_sim_serve, "stage": _cmd_stage,
-             "datasets": _cmd_datasets, "train": _cmd_train}
+             "detect": _cmd_detect, "datasets": _cmd_datasets, "train": _cmd_train}

@@ -213,6 +213,7 @@ class LiveSummary:
     samples_lost: int = 0
     eeg_channel: str = ""
     emg_channel: str | None = None
+    adjustments: list = field(default_factory=list)  # (AdjustmentEvent, authorized) as raised
 
     def minutes_per_stage(self) -> dict:
         """Minutes in each stage (and ``"?"``), in stage order."""
@@ -233,9 +234,17 @@ class LiveSession:
         Called with each :class:`LiveEpoch` as soon as it is staged.
     duration : float, optional
         Stop after this many seconds of signal (None: until the device ends or ``stop()``).
+    on_adjustment : callable, optional
+        Called with ``(event, authorized)`` as soon as an adjustment detector raises an alarm
+        (:class:`dsp.events.AdjustmentEvent`, onset in s from the session's first sample).
+    authorized : sequence of dreamsync.authorization.AuthorizedWindow, optional
+        What the sleeper consented to, in s from the session's first sample.
+    detect : bool
+        Run the adjustment detectors on every electrode channel (default True).
     """
 
-    def __init__(self, device, on_epoch: Callable[[LiveEpoch], None] | None = None, duration: float | None = None):
+    def __init__(self, device, on_epoch: Callable[[LiveEpoch], None] | None = None, duration: float | None = None,
+                 on_adjustment: Callable | None = None, authorized=(), detect: bool = True):
         from dsp.staging import LiveStager
 
         self.device = device
@@ -250,6 +259,14 @@ class LiveSession:
         self._stager = LiveStager(device.fs, n_eeg=1, n_emg=len(self._emg))
         self._limit = None if duration is None else int(round(duration * device.fs))
         self._start: dt.datetime | None = None
+        self._electrodes = [i for i, k in enumerate(device.kinds) if k in ("EEG", "EOG", "EMG")]
+        self._monitor = None
+        if detect:
+            from dsp.adjustments import AdjustmentMonitor
+
+            self._monitor = AdjustmentMonitor(device.fs, len(self._electrodes))
+        self.on_adjustment = on_adjustment or (lambda event, authorized: None)
+        self.authorized = list(authorized)
 
     def run(self) -> LiveSummary:
         """Start the device and stage until it ends, ``duration`` is reached or ``stop()`` is called."""
@@ -263,7 +280,11 @@ class LiveSession:
             if block.lost_before:
                 self._report(self._stager.push_gap(block.lost_before))
                 self.summary.samples_lost += block.lost_before
+                if self._monitor is not None:
+                    self._alarm(self._monitor.push_gap(block.lost_before))
             self._report(self._stager.push(data[self._eeg], data[self._emg] if self._emg else None))
+            if self._monitor is not None:
+                self._alarm(self._monitor.push(data[self._electrodes]))
             self.summary.samples += data.shape[1]
             if self._limit is not None and block.end_index >= self._limit:
                 break
@@ -273,6 +294,14 @@ class LiveSession:
     def stop(self) -> None:
         """End :meth:`run` after the block in hand (safe from a signal handler)."""
         self.device.stop()
+
+    def _alarm(self, events) -> None:
+        from .authorization import authorize
+
+        for event in events:
+            ok = all(flag for _, flag in authorize([event], self.authorized))
+            self.summary.adjustments.append((event, ok))
+            self.on_adjustment(event, ok)
 
     def _report(self, staged) -> None:
         for e in staged:
@@ -598,10 +627,16 @@ def staging_channels(rec, path: str, channel: str | None = None) -> tuple:
 
 
 def read_channels(rec, indices) -> np.ndarray:
-    """Signals of one rate as (channels, samples) float32 uV, NaN in gaps (float32 halves the memory)."""
+    """Signals of one rate as (channels, samples) float32 uV, NaN in gaps (float32 halves the memory).
+
+    Read one channel at a time straight into float32, then the file is let go (its pages would
+    otherwise count as this process's memory). For a pass over a long recording in chunks, use
+    ``rec.reader(indices)`` instead: it never holds the whole signals.
+    """
     out = np.empty((len(indices), rec.signals[indices[0]].n_samples), dtype=np.float32)
     for row, i in enumerate(indices):
-        out[row] = rec.read(i)
+        out[row] = rec.read(i, dtype=np.float32)
+    rec.close()
     return out
 
 
@@ -627,16 +662,22 @@ def stage_file(path: str, *, channel: str | None = None, model=None) -> StagedRe
         Recording too short or sampled too slowly to stage.
     """
     from dsp.errors import SignalError
-    from dsp.staging import stage
     from ingest.edf import read_edf
 
+    # Header and annotations first, and the file let go (its pages count as this process's memory)
+    # before the stager's numerical libraries load: the two never take memory at the same time.
     rec = read_edf(path)
     eeg, emg = staging_channels(rec, path, channel)
+    rec.close()
     labels = rec.labels
-    try:
-        result = stage(read_channels(rec, eeg), rec.signals[eeg[0]].fs,
-                       emg=rec.read(emg) if emg is not None else None,
+    from dsp.staging import stage
+
+    try:  # the stager reads the signals a chunk at a time: memory stays small for any length
+        result = stage(rec.reader(eeg), rec.signals[eeg[0]].fs,
+                       emg=rec.reader([emg]) if emg is not None else None,
                        emg_fs=rec.signals[emg].fs if emg is not None else None, model=model)
     except SignalError as err:
         raise SignalError(f"{path}: channels {', '.join(labels[i] for i in eeg)}: {err}") from None
+    finally:
+        rec.close()
     return StagedRecording(result, rec.start, [labels[i] for i in eeg], labels[emg] if emg is not None else None)
