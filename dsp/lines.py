@@ -21,7 +21,7 @@ Method (per channel)
    rotation of a grid of 2M (a zoom FFT) and the best sum's power over the window's noise is ``C``.
    Under Gaussian noise ``C`` follows F(2, 2M(K-1)) per rotation (the residual's degrees of
    freedom: the neighbour bins only make the reference more precise, so the tail is conservative,
-   as checked on the clean DREAMS excerpts and 144 h of simulated nights). Windows of 8 tiles
+   as checked on the clean DREAMS excerpts and over 300 h of simulated nights). Windows of 8 tiles
    (4.3 min, every 2 tiles) and 24 tiles (12.8 min, every 4) are tested against a level
    Bonferroni-corrected over rotations, bins (0.5-100 Hz), windows, scales and channels for
    :data:`FALSE_ALARMS_PER_HOUR` (0.1) false alarms per hour of clean recording. To keep this
@@ -80,10 +80,11 @@ Live
 :class:`LineMonitor` runs the tile analysis as tiles complete (on a bounded buffer of the last
 :data:`HISTORY_S` s), plus a fast path that catches a strong line within seconds: every second,
 an 8-s multitaper window (NW = 4, 7 tapers) is tested at every bin from 3 Hz; an alarm needs the
-harmonic F-test (p < 1e-3) and a line power far above both the bin's own level over the previous
-minute (delayed by 10 s, so that a new line is compared with the time before it and an old line
-is its own reference) and the louder side of its neighbourhood, at a level Bonferroni-corrected
-for 0.05 false alarms per hour, in two consecutive windows. Its kind is a first guess (frequency,
+harmonic F-test (p < 1e-3; 1e-5 in the alpha band, 7-13 Hz, where wake alpha can stay narrow
+for seconds) and a line power far above both the bin's own level over the previous minute
+(delayed by 10 s, so that a new line is compared with the time before it and an old line is its
+own reference) and the louder side of its neighbourhood, at a level Bonferroni-corrected for 0.05
+false alarms per hour, in two consecutive windows. Its kind is a first guess (frequency,
 amplitude, 2nd harmonic) that the tile analysis replaces once the line has lasted a few tiles.
 """
 
@@ -1663,6 +1664,10 @@ FAST_WINDOW_S = 8.0
 FAST_HALF_BANDWIDTH = 4.0
 FAST_TAPERS = 7
 FAST_F_P = 1e-3
+#: Alpha (7-13 Hz) can stay narrow for several seconds in wake: the fast path asks for a stricter
+#: F-test there (p below this) and for the band's limits in Hz.
+FAST_F_P_ALPHA = 1e-5
+FAST_ALPHA_HZ = (7.0, 13.0)
 FAST_REFERENCE_S = 60.0
 FAST_DELAY_S = 10.0
 FAST_FALSE_ALARMS_PER_HOUR = 0.05
@@ -2048,7 +2053,9 @@ class _FastPath:
         tests = 3600.0 * nb * n_channels
         self.z_min = math.log(tests / FAST_FALSE_ALARMS_PER_HOUR)
         dof2 = 2.0 * (FAST_TAPERS - 1)
-        self.f_min = (dof2 / 2.0) * (FAST_F_P ** (-2.0 / dof2) - 1.0)
+        self.f_min = np.full(nb, (dof2 / 2.0) * (FAST_F_P ** (-2.0 / dof2) - 1.0))
+        alpha = (self.freqs >= FAST_ALPHA_HZ[0]) & (self.freqs <= FAST_ALPHA_HZ[1])
+        self.f_min[alpha] = (dof2 / 2.0) * (FAST_F_P_ALPHA ** (-2.0 / dof2) - 1.0)
 
     def step(self, x, v, now):
         """Test the window ``x`` (n_channels, n); return [(channel, f, amp, dB, F, harmonic), ...]."""
@@ -2080,7 +2087,7 @@ class _FastPath:
         out = []
         if self.ref_n >= FAST_REFERENCE_S / 2:
             z = line / np.maximum(np.maximum(self.ref, near), 1e-30)
-            hit = (z > self.z_min) & (f_stat > self.f_min) & ~self.excluded[None, :]
+            hit = (z > self.z_min) & (f_stat > self.f_min[None, :]) & ~self.excluded[None, :]
             # one alarm per line: the strongest bin of each run of neighbouring bins
             for ch in range(hit.shape[0]):
                 cols = np.flatnonzero(hit[ch] & (self.streak[ch] >= FAST_STREAK - 1))
@@ -2091,7 +2098,8 @@ class _FastPath:
                     found.append(j)
                     f = float(self.freqs[j])
                     j2 = int(round(2 * f * FAST_WINDOW_S)) - self.first
-                    harmonic = 0 <= j2 < self.freqs.size and f_stat[ch, j2] > self.f_min and not self.excluded[j2]
+                    harmonic = (0 <= j2 < self.freqs.size and f_stat[ch, j2] > self.f_min[j2]
+                                and not self.excluded[j2])
                     out.append((ch, f, 2.0 * float(abs(mu[ch, j])), 10.0 * math.log10(z[ch, j]),
                                 float(f_stat[ch, j]), bool(harmonic)))
             # a line holds its bin (+-1) window after window; an 8-s alpha burst does not for long
