@@ -149,6 +149,32 @@ def fingerprints(content) -> np.ndarray:
     return h
 
 
+_WORD_KEYS_INT = [int(k) for k in _WORD_KEYS]
+_MASK64 = (1 << 64) - 1
+
+
+def fingerprint(content) -> int:
+    """:func:`fingerprints` of one packet, without numpy (the same value).
+
+    Parameters
+    ----------
+    content : bytes or array_like of uint8, shape (n_bytes,) or (1, n_bytes)
+
+    Returns
+    -------
+    int
+        In 0 .. 2**64 - 1.
+    """
+    raw = content.tobytes() if isinstance(content, np.ndarray) else bytes(content)
+    h = 0
+    for j in range(0, len(raw), 8):
+        h += int.from_bytes(raw[j:j + 8], "little") * _WORD_KEYS_INT[j // 8]  # short words: zero-padded
+    h &= _MASK64
+    h ^= h >> 31
+    h = (h * int(_MIX2)) & _MASK64
+    return h ^ (h >> 29)
+
+
 class _Open:
     """An anomaly being followed (mutable until closed)."""
 
@@ -283,14 +309,20 @@ class StreamAudit:
         list of StreamAnomaly
             Anomalies raised by these packets (provisional extent: :attr:`anomalies` has the final one).
         """
+        t = float(host_time)
+        if self._t0 is None:
+            self._t0 = t
+        payloads = content is not None and self.check_payloads
+        if np.ndim(counters) == 1 and len(counters) == 1:  # one notification: scalar all the way
+            self.stats["packets"] += 1
+            self._packet(int(counters[0]) % self.modulus, t, fingerprint(content) if payloads else None)
+            self._last_t = max(self._last_t, t)
+            return self._raised() if self._new else []
         c = np.asarray(counters, dtype=np.int64).reshape(-1) % self.modulus
         m = c.size
         if m == 0:
             return []
-        t = float(host_time)
-        if self._t0 is None:
-            self._t0 = t
-        h = fingerprints(content) if (content is not None and self.check_payloads) else None
+        h = fingerprints(content) if payloads else None
         self.stats["packets"] += m
         start = 0
         if self._head is not None and self._pending is None and self._defer is None and not self._after_silence(t):
@@ -351,12 +383,14 @@ class StreamAudit:
                 d["at"] += step
                 d["items"].append((d["at"], c, t, h))
                 d["c"] = c
+                d["times"].append(t)
                 d["m0"] = min(d["m0"], self._dev(d["forward"] + d["at"], t))
-                if self._steady(d) or len(d["items"]) >= 4 * M:
-                    self._resolve(caught_up=True)
+                if self._steady(d) or len(d["items"]) >= max(64, 4 * self.packet_rate):
+                    self._resolve(caught_up=True)  # (or 4 s of packets held: decide anyway)
                 return
             if step == 0 or step >= M - min(reach, self._behind_limit):  # a duplicate or late packet in the run
                 d["items"].append((d["at"] - (M - step) % M, c, t, h))
+                d["times"].append(t)
                 return
             self._resolve(caught_up=False)
         if self._pending is not None:
@@ -408,7 +442,7 @@ class StreamAudit:
                 self.stats["by_time"] += p != usual
             elif j_max > 0 or late:  # several readings fit: decide on the run that follows
                 self._defer = {"forward": forward, "usual": usual, "late": late, "c": c, "t": t, "m0": m,
-                               "at": 0, "items": [(0, c, t, h)]}
+                               "at": 0, "items": [(0, c, t, h)], "times": [t]}
                 return
         if p <= self._head:
             self._stale(p, c, t)
@@ -418,12 +452,12 @@ class StreamAudit:
     def _steady(self, d: dict) -> bool:
         """Whether the run's latest ``_DEFER_S`` of arrivals came at about the device's rate (not a
         backlog draining, nor a stall): then its least delay is the current one."""
-        items, t = d["items"], d["items"][-1][2]
+        items, times = d["items"], d["times"]
+        t = times[-1]
         if t - d["t"] <= _DEFER_S:
             return False
-        times = [it[2] for it in items]
         first = bisect.bisect_left(times, t - _DEFER_S)
-        packets = (items[-1][0] - items[first][0]) / self.packet_rate  # stream seconds they span
+        packets = (d["at"] - items[first][0]) / self.packet_rate  # stream seconds they span
         return 0.5 * _DEFER_S <= packets <= 1.5 * _DEFER_S + 1.0 / self.packet_rate
 
     def _level(self) -> float:
@@ -481,7 +515,23 @@ class StreamAudit:
         return max(p, self._top + 1)
 
     def _fresh(self, p: int, c: int, t: float, h) -> None:
-        self._fresh_run(p, c, t, None if h is None else np.array([h], dtype=np.uint64), 1)
+        """One packet at position ``p`` that advances the stream (scalar: the BLE boards' usual case)."""
+        if self._run is not None:
+            self._end_run()
+        slot = p & self._mask
+        self._ring_pos[slot] = p
+        self._head, self._head_c, self._head_t = p, c % self.modulus, t
+        if p > self._top:
+            self._top = p
+        self.stats["fresh"] += 1
+        if h is not None:
+            self._ring_fp[slot] = h
+            if int(h) % int(self._stride) == 0:
+                self._sampled(p, h)
+        if self.check_timing:
+            self._point(p, p, t)
+            if self._fit is not None:
+                self._head_dev = self._dev(p, t)
 
     def _fresh_run(self, p0: int, c_last: int, t: float, h, n: int) -> None:
         """``n`` packets at positions ``p0 ..`` that advance the stream, all arrived by ``t``."""

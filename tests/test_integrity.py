@@ -24,8 +24,8 @@ from firmware_sim.serial_pty import PtySerialServer
 from ingest.boards import ganglion as gg
 from ingest.boards import muse as mu
 from ingest.boards.cyton import CytonBoard, CytonDecoder
-from ingest.integrity import (WHATS, DecoderAudit, StreamAnomaly, StreamAudit, audit_capture, fingerprints,
-                              merge_anomalies)
+from ingest.integrity import (WHATS, DecoderAudit, StreamAnomaly, StreamAudit, audit_capture, fingerprint,
+                              fingerprints, merge_anomalies)
 
 #: Ordinary link faults at the rates the driver tests use: loss, short bursts, duplicates, reordering.
 CLEAN = FaultSpec(loss=0.01, burst=0.004, burst_packets=4, duplicate=0.01, reorder=0.02)
@@ -158,6 +158,8 @@ def test_fingerprints_depend_on_every_byte_and_nothing_else():
     h = fingerprints(content)
     assert h.dtype == np.uint64 and h.shape == (200,) and np.unique(h).size == 200
     assert np.array_equal(h, fingerprints(content.copy())) and fingerprints(content[7]) == h[7]
+    assert [fingerprint(row) for row in content] == [int(x) for x in h]  # the scalar path agrees
+    assert fingerprint(bytes(content[3, :19])) == int(fingerprints(content[3:4, :19])[0])
     for byte in range(31):  # one bit anywhere changes the hash
         changed = content[:1].copy()
         changed[0, byte] ^= 1
