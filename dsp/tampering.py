@@ -15,7 +15,8 @@ each with its own null hypothesis:
    threshold. Sorting the fingerprints keeps a night's search O(n log n); the live monitor keeps
    them in a hash table. A cross-fade at the seams is not part of the exact copy and is not
    reported.
-2. The mains line (splice, warp). Where channels carry a 50/60-Hz line, its complex amplitude
+2. The mains line (splice, warp). Where channels carry a 50/60-Hz line (at least 14 dB over its
+   bin's noise, :data:`_LINE_SNR`: the residue of a notch filter carries no evidence), its complex amplitude
    (phasor) in each 2-s frame is set by the wiring and the amplifier's clock: it may drift, never
    jump. A donor recording brings its own amplitude and phase; a warp moves the line to ``factor``
    times its frequency. Each frame's phasor is compared with a local reference (the median of
@@ -64,7 +65,7 @@ _MAX_GROUP = 16  # a fingerprint seen more often than this is repetitive content
 _MIN_VALID = 0.9  # frames with less valid data than this are not analysed
 _MIN_FRAMES = 2  # spectral evidence must hold for at least 4 s
 _LINES_HZ = (50.0, 60.0)
-_LINE_SNR = 2.0  # a channel carries the mains line when its steady part has 2x the bin's noise power
+_LINE_SNR = 25.0  # a channel carries the mains line when its steady part has 25x the bin's noise power
 _NOISE_HZ = (1.5, 6.0)  # the line's noise is measured this far from it on both sides
 _NEAR_HZ = 6.0  # spectrum kept around the line, to tell a moved line from a changed one
 _TOP_BANDS = (0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.88, 0.94, 0.985)  # fractions of Nyquist
@@ -319,7 +320,8 @@ def gap_parts(frames, ok, bins):
 
 @njit(cache=True)
 def tapered_frames(x, ok, taper):
-    """Cut a signal into consecutive frames, bridge missing samples within each frame, taper.
+    """Cut a signal into consecutive frames, bridge missing samples within each frame, remove the
+    frame's mean, taper.
 
     Parameters
     ----------
@@ -333,26 +335,35 @@ def tapered_frames(x, ok, taper):
     Returns
     -------
     ndarray of float32, shape (n_frames, n_frame)
-        Bridged frames times the taper.
+        Bridged frames less the mean of their present samples (in float64: an electrode offset of
+        thousands of uV, or a railed input, would otherwise leave float32 round-off in every bin
+        of the spectrum), times the taper.
     """
     n_frame = taper.size
     n_frames = x.size // n_frame
     out = np.empty((n_frames, n_frame), dtype=np.float32)
     for r in range(n_frames):
         base = r * n_frame
+        total = 0.0
+        count = 0
+        for i in range(n_frame):
+            if ok[base + i]:
+                total += x[base + i]
+                count += 1
+        mean = total / count if count > 0 else 0.0
         i = 0
         while i < n_frame:
             if ok[base + i]:
-                out[r, i] = x[base + i] * taper[i]
+                out[r, i] = (x[base + i] - mean) * taper[i]
                 i += 1
                 continue
             j = i
             while j < n_frame and not ok[base + j]:
                 j += 1
-            left = x[base + i - 1] if i > 0 else (x[base + j] if j < n_frame else 0.0)
+            left = x[base + i - 1] if i > 0 else (x[base + j] if j < n_frame else mean)
             right = x[base + j] if j < n_frame else left
             for k in range(i, j):
-                out[r, k] = (left + (right - left) * (k - i + 1) / (j - i + 1)) * taper[k]
+                out[r, k] = (left + (right - left) * (k - i + 1) / (j - i + 1) - mean) * taper[k]
             i = j
     return out
 
@@ -384,7 +395,8 @@ def spectral_summaries(spectrum, band_of_bin, n_bands, line_bins, noise_offsets,
     phasors : ndarray of complex128, shape (n_rows, n_lines)
         The DFT at each line's bin.
     noise : ndarray of float64, shape (n_rows, n_lines)
-        Mean periodogram over each line's noise bins.
+        Median periodogram over each line's noise bins (the mean of the two middle values for an
+        even count): a line that moved into them barely changes it.
     near : ndarray of float32, shape (n_rows, n_lines, 2 * reach + 1)
         Periodogram around each line.
     """
@@ -400,6 +412,8 @@ def spectral_summaries(spectrum, band_of_bin, n_bands, line_bins, noise_offsets,
     noise = np.zeros((n_rows, n_lines))
     near = np.empty((n_rows, n_lines, 2 * reach + 1), dtype=np.float32)
     sums = np.empty(n_bands)
+    buf = np.empty(noise_offsets.size)
+    m = noise_offsets.size
     for r in range(n_rows):
         sums[:] = 0.0
         for k in range(n_bins):
@@ -414,10 +428,15 @@ def spectral_summaries(spectrum, band_of_bin, n_bands, line_bins, noise_offsets,
         for i in range(n_lines):
             k0 = line_bins[i]
             phasors[r, i] = spectrum[r, k0]
-            for j in range(noise_offsets.size):
+            for j in range(m):  # insertion sort of the noise bins' powers
                 v = spectrum[r, k0 + noise_offsets[j]]
-                noise[r, i] += np.float64(v.real) * v.real + np.float64(v.imag) * v.imag
-            noise[r, i] /= noise_offsets.size
+                p = np.float64(v.real) * v.real + np.float64(v.imag) * v.imag
+                h = j
+                while h > 0 and buf[h - 1] > p:
+                    buf[h] = buf[h - 1]
+                    h -= 1
+                buf[h] = p
+            noise[r, i] = 0.5 * (buf[(m - 1) // 2] + buf[m // 2]) if m > 0 else 0.0
             for j in range(2 * reach + 1):
                 v = spectrum[r, k0 - reach + j]
                 near[r, i, j] = v.real * v.real + v.imag * v.imag
@@ -712,6 +731,9 @@ class _Frames:
         band_of_bin, sizes = _band_bins(fs, n_frame)
         lines, offsets, reach = _line_bins(fs, n_frame)
         line_bins = np.array(list(lines.values()), dtype=np.int64)
+        # expected median of K unit exponentials (order statistics), to turn the median into a mean
+        k = offsets.size
+        unbias = 0.5 * sum(1.0 / j for h in ((k - 1) // 2, k // 2) for j in range(k - h, k + 1))
         # Parseval: a frame of RMS r has a one-sided periodogram summing to about r^2 * 3 N^2 / 16
         dead_power = _DEAD_UV ** 2 * 3.0 * n_frame ** 2 / 16.0
         self.alive = np.zeros((n_channels, n_frames), dtype=bool)
@@ -730,6 +752,7 @@ class _Frames:
                                                                          offsets, reach)
                 self.bands[c, a:b] = levels
                 self.alive[c, a:b] = power >= dead_power
+                noise /= unbias
                 holes = np.flatnonzero(~present[a:b].all(axis=1))
                 if holes.size:
                     # what the bridged samples put into a line's bin is not the line: an error of
@@ -743,9 +766,9 @@ class _Frames:
         self.band_sizes = sizes
         self.band_hz = _band_edges(fs, n_frame)[0] * fs / n_frame
         self.line_hz = {f0: np.arange(k0 - reach, k0 + reach + 1) * fs / n_frame for f0, k0 in lines.items()}
-        # a mean of K Hann-windowed bins carries about K (not 2K) degrees of freedom: neighbouring
-        # bins correlate by 2/3 in amplitude
-        self.noise_dof = float(offsets.size)
+        # the median of K Hann-windowed bins (neighbours correlate by 2/3 in amplitude) is taken
+        # as a noise estimate with K/2 degrees of freedom (a mean of them would carry about K)
+        self.noise_dof = float(offsets.size) / 2.0
         self.fs = fs
         self.n_frame = n_frame
 
@@ -789,7 +812,10 @@ def _line_channels(z: np.ndarray, v: np.ndarray, use: np.ndarray, frame: np.ndar
     """Channels (rows) carrying a steady line: the power of its 1-min block means (after removing a
     steady phase advance), a median over blocks, is at least :data:`_LINE_SNR` times the median
     noise power in the line bin. Noise alone gives about 1/30 of it, and a line whose phase
-    wanders (a mains residue under a notch filter) averages out."""
+    wanders (a mains residue under a notch filter) averages out. The bar is high on purpose: only
+    a line 14 dB over its bin's noise has a phase known to about 0.14 rad in every frame; a
+    weaker one (a residue of a few hundredths of a uV on a notch-filtered record) wanders with
+    the background around it and carries no evidence."""
     zd = z * np.exp(-1j * _derotate(z, use, frame)[:, None] * frame[None, :])
     n_rows, n = z.shape
     n_blocks = max(1, n // _BLOCK_FRAMES)
@@ -827,13 +853,22 @@ def _derotate(z: np.ndarray, use: np.ndarray, frame: np.ndarray, lags=(1, 30, 30
     return advance
 
 
+def _widening(ratio: np.ndarray, use: np.ndarray, noise_dof: float) -> np.ndarray:
+    """How much a real line wanders beyond its sampling noise, per row (>= 1): the 90th
+    percentile of the frames' squared departure over noise, against that of its null F(2, dof)
+    distribution. A steady line gives about 1; a mains residue whose phase drifts gives more, and
+    its departures are scaled down by as much."""
+    q90 = np.nan_to_num(_quantiles(ratio, use, (0.9,))[:, 0], nan=0.0)
+    return np.maximum(1.0, q90 / stats.f.ppf(0.9, 2.0, max(noise_dof, 1.0)))
+
+
 def _mains(frames: _Frames) -> dict | None:
     """The mains phasor of each channel with a line against its local reference.
 
     Returns None without a line; else ``f0``, ``channels`` and, per line channel and frame,
     ``phasor`` (derotated), ``reference``, ``use``, and ``deviation`` (squared distance from the
     reference) and ``noise`` (its expected value under the null), both in units of the channel's
-    typical noise, widened by any slow wandering of the line beyond its sampling noise.
+    typical noise, widened by any wandering of the line beyond its sampling noise (:func:`_widening`).
     """
     use = frames.usable[None, :] & frames.alive
     frame = np.arange(frames.n_frames)
@@ -847,8 +882,7 @@ def _mains(frames: _Frames) -> dict | None:
     deviation = np.abs(z - reference) ** 2
     ok = u & np.isfinite(deviation) & (v > 0)
     typical = np.nan_to_num(_quantiles(v, ok, (0.5,))[:, 0], nan=1.0)
-    widen = np.maximum(1.0, np.nan_to_num(_quantiles(deviation / np.maximum(v, 1e-30), ok, (0.5,))[:, 0], nan=0.0)
-                       / np.log(2.0))
+    widen = _widening(deviation / np.maximum(v, 1e-30), ok, frames.noise_dof)
     scale = (typical * widen)[:, None]
     return {"f0": f0, "channels": lines, "phasor": z, "reference": reference, "use": ok,
             "deviation": np.where(ok, deviation / scale, 0.0), "noise": np.where(ok, v / scale, 0.0)}
@@ -919,7 +953,8 @@ def _mains_events(frames: _Frames) -> list:
 # ------------------------------------------------------------------------------------- floor holes
 
 def _floors(y: np.ndarray, use: np.ndarray, sampling: np.ndarray, local: np.ndarray | None) -> dict:
-    """The floor (lowest decile) and spread of each band and of each band-to-band contrast.
+    """The floor (lowest decile) and spread of each band and of each band-to-band contrast (with the
+    band below, ``c``, and with the one below that, ``c2``).
 
     ``y`` is (n_channels, n_frames, n_bands) log band power, ``use`` (n_channels, n_frames),
     ``sampling`` the log-median's sampling SD per band; ``local`` an optional (n_channels, n_frames,
@@ -929,20 +964,25 @@ def _floors(y: np.ndarray, use: np.ndarray, sampling: np.ndarray, local: np.ndar
     pick = _spread_frames(y.shape[1])
     ys, us = y[:, pick].transpose(0, 2, 1), use[:, pick][:, None, :]
     q = _quantiles(ys, us, (0.1, 0.3))  # (channels, bands, 2)
-    contrast = np.diff(ys, axis=1)
-    cq = _quantiles(contrast, us, (0.1, 0.3))
-    c_sampling = np.sqrt(sampling[1:] ** 2 + sampling[:-1] ** 2)
     floor = q[None, ..., 0].transpose(1, 0, 2) if local is None else np.fmin(q[:, None, :, 0], local)
-    return {"floor": floor, "spread": np.maximum(sampling, (q[..., 1] - q[..., 0]) / 0.757)[:, None, :],
-            "cfloor": cq[:, None, :, 0], "cspread": np.maximum(c_sampling, (cq[..., 1] - cq[..., 0]) / 0.757)[:, None, :]}
+    out = {"floor": floor, "spread": np.maximum(sampling, (q[..., 1] - q[..., 0]) / 0.757)[:, None, :]}
+    for name, step in (("c", 1), ("c2", 2)):  # contrasts with the band below and the one below that
+        contrast = ys[:, step:] - ys[:, :-step]
+        cq = _quantiles(contrast, us, (0.1, 0.3))
+        c_sampling = np.sqrt(sampling[step:] ** 2 + sampling[:-step] ** 2)
+        out[f"{name}floor"] = cq[:, None, :, 0]
+        out[f"{name}spread"] = np.maximum(c_sampling, (cq[..., 1] - cq[..., 0]) / 0.757)[:, None, :]
+    return out
 
 
 def _deficits(y: np.ndarray, use: np.ndarray, f: dict) -> tuple:
     """Per frame: each top band's deficit below its floor and each contrast's below its floor, in
-    spreads (0 where the frame is not analysable), whether the frame is analysable, and the
-    depth in dB of each top band under its floor."""
+    spreads (0 where the frame is not analysable; the contrasts with the band below, then those
+    with the band two below), whether the frame is analysable, and the depth in dB of each top
+    band under its floor."""
     deficit = (f["floor"] - y) / f["spread"]
-    cliff = (f["cfloor"] - np.diff(y, axis=2)) / f["cspread"]
+    cliff = np.concatenate(((f["cfloor"] - np.diff(y, axis=2)) / f["cspread"],
+                            (f["c2floor"] - (y[..., 2:] - y[..., :-2])) / f["c2spread"]), axis=2)
     # a collapsed bottom band is a flat or disconnected electrode, not a resampled stretch
     good = use & (deficit[..., 0] <= 3.0) & np.isfinite(deficit).all(axis=2) & np.isfinite(cliff).all(axis=2)
     keep = good[..., None]
@@ -956,18 +996,24 @@ def _hole_z(deficit: np.ndarray, cliff: np.ndarray, depth_db: np.ndarray, good: 
     returns (z, band).
 
     A band counts only where the spectrum also drops off a cliff at or below it: a significant
-    deficit of a contrast between neighbouring top bands (a quieter muscle tone lowers them
-    together), or, for a hole over the whole top range, a mean depth of more than
-    :data:`_DEEP_DB` under the floor (the bottom band, which is EEG, cannot serve as the cliff's
-    top: stimulation and sleep move it).
+    deficit of a contrast between neighbouring top bands or between a top band and the one two
+    below (a resampler's edge inside a band spreads the drop over two contrasts; a quieter muscle
+    tone lowers them all together), or, for a hole over the whole top range, a mean depth of
+    more than :data:`_DEEP_DB` under the floor (the bottom band, which is EEG, cannot serve as
+    the cliff's top: stimulation and sleep move it). ``cliff`` holds the contrasts as
+    :func:`_deficits` returns them.
     """
     n = good.sum()
     if n == 0:
         return 0.0, 0
     root = np.sqrt(n)
     level = deficit.sum(axis=0) / root
+    n_top = deficit.shape[1]
+    one = cliff[:, 1:n_top].sum(axis=0) / root  # band i+1 against band i, i >= 1
+    two = np.full(one.size, -np.inf)
+    two[1:] = cliff[:, n_top + 1:].sum(axis=0) / root  # band i+1 against band i-1, i >= 2
     drop = np.full(level.size, -np.inf)
-    drop[1:] = np.maximum.accumulate(cliff[:, 1:].sum(axis=0) / root)
+    drop[1:] = np.maximum.accumulate(np.maximum(one, two))
     deep = depth_db[good].mean(axis=0) > _DEEP_DB
     z = np.where((drop > _CLIFF_Z) | deep, level, 0.0)
     band = int(np.argmax(z))
@@ -1046,7 +1092,7 @@ _RECENT_FRAMES = 300  # 10 min: the line's phase advance and the local floors
 _REFERENCE_FRAMES = 60  # 2 min: the mains phasor's reference
 _GUARD_FRAMES = 16  # the newest frames never enter a reference (they are what is tested)
 _REFRESH_FRAMES = 30  # references are recomputed every minute, frozen while an alarm is open
-_WARMUP_FRAMES = 150  # 5 min of history before floor holes are judged
+_WARMUP_FRAMES = 30  # 1 min of history before floor holes are judged
 _NIGHT_FRAMES = 8 * 3600 / FRAME_S  # frames of an 8-h night, for the live multiple-comparison count
 _CLOSE_FRAMES = 3  # an alarm's stretch ends after this many frames without evidence
 
@@ -1086,7 +1132,7 @@ class TamperingMonitor:
     advance and the local floor, 1 h for the night's floor; never the newest 32 s) over trailing
     windows of 4 to 10 s, at a family-wise :data:`ALPHA` per 8-h night. References are recomputed
     every minute, frozen while an alarm is open, and never include frames under an alarm. The
-    mains line is judged after 2 min of signal, floor holes after 5 min. Replays are looked for on
+    mains line is judged after 2 min of signal, floor holes after 1 min. Replays are looked for on
     the channel that changes most in the first block.
 
     Parameters
@@ -1133,7 +1179,7 @@ class TamperingMonitor:
         self._holes_ref = None
         self._holes_good = _Ring(w, (c,), bool)
         self._holes_deficit = _Ring(w, (c, nb - 1), np.float64)
-        self._holes_cliff = _Ring(w, (c, nb - 1), np.float64)
+        self._holes_cliff = _Ring(w, (c, 2 * nb - 3), np.float64)
         self._holes_depth = _Ring(w, (c, nb - 1), np.float64)
         self._open = {"mains": None, "holes": None}
         self._settled = {"mains": 0, "holes": 0}  # first frame a new alarm's window may include
@@ -1288,7 +1334,7 @@ class TamperingMonitor:
         reference = _quantiles(zd.real, ul, (0.5,))[:, 0] + 1j * _quantiles(zd.imag, ul, (0.5,))[:, 0]
         typical = np.nan_to_num(_quantiles(vl, ul, (0.5,))[:, 0], nan=1.0)
         ratio = np.abs(zd - reference[:, None]) ** 2 / np.maximum(vl, 1e-30)
-        widen = np.maximum(1.0, np.nan_to_num(_quantiles(ratio, ul, (0.5,))[:, 0], nan=0.0) / np.log(2.0))
+        widen = _widening(ratio, ul, self._probe.noise_dof)
         return {"f0": f0, "channels": lines, "advance": advance, "reference": reference,
                 "scale": np.maximum(typical * widen, 1e-30)}
 
@@ -1346,7 +1392,8 @@ class TamperingMonitor:
         ref = self._holes_ref
         nb = fr.bands.shape[2]
         if ref is None:
-            deficit = cliff = depth = np.zeros((self.n_channels, nb - 1))
+            deficit = depth = np.zeros((self.n_channels, nb - 1))
+            cliff = np.zeros((self.n_channels, 2 * nb - 3))
             good = np.zeros(self.n_channels, dtype=bool)
         else:
             deficit, cliff, good, depth = (a[:, 0] for a in _deficits(fr.bands[:, j:j + 1], use[:, None], ref))

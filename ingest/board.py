@@ -8,7 +8,11 @@ the rest the same way for every board:
 - the board's :class:`~ingest.decoder.Decoder` turns chunks into runs, a
   :class:`~ingest.assembly.RunAssembler` numbers them, marks gaps and time-stamps them;
 - when the link drops, the board reconnects on its own with back-off (0.5 s doubling to 30 s), the
-  outage is marked as a gap of the samples the clock says were missed, and nothing is interpolated.
+  outage is marked as a gap of the samples the clock says were missed, and nothing is interpolated;
+- a board whose packets are numbered (Cyton, Ganglion, Muse) has every packet audited as it arrives
+  (:class:`~ingest.integrity.DecoderAudit`): runs of replayed or re-sequenced packets, forged payloads
+  and arrivals the sample clock cannot explain come out of :meth:`Board.stream_alarms` as they are
+  raised, and all of them from :attr:`Board.stream_anomalies`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from .capture import FROM_HOST, RESTART, CaptureWriter
 from .decoder import Decoder
 from .device import Device
 from .errors import DeviceError
+from .integrity import DecoderAudit
 from .stream import SampleBlock
 
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # seconds; the last repeats
@@ -50,6 +55,12 @@ class Board(Device):
         Board name, written in captures (``"cyton"``, ``"ganglion"``, ``"muse"``, ...).
     disconnects, reconnects : int
         Link drops seen and recovered so far.
+    audit : ingest.integrity.DecoderAudit or None
+        The audit of the packet stream while open (None before, or for a board without packet counters).
+    audit_options : dict
+        Options for every :class:`~ingest.integrity.StreamAudit` of the audit, set before ``open()``:
+        ``{"check_timing": False}`` for a device served faster than real time (an emulator), whose
+        arrival times say nothing of its clock.
     """
 
     board: str = ""
@@ -65,6 +76,8 @@ class Board(Device):
         self.decoder: Decoder | None = None
         self._assembler: RunAssembler | None = None
         self._queue: collections.deque = collections.deque()
+        self.audit: DecoderAudit | None = None
+        self.audit_options: dict = {}
 
     # -- hooks for each board ------------------------------------------------------------------
     @abc.abstractmethod
@@ -114,6 +127,7 @@ class Board(Device):
         self.decoder = self._make_decoder()
         self.channels, self.kinds, self.fs = self.decoder.channels, self.decoder.kinds, self.decoder.fs
         self._assembler = RunAssembler(self.device_id, self.channels, self.kinds, self.fs)
+        self.audit = DecoderAudit(self.decoder, **self.audit_options) if self.decoder.counter_modulus else None
         if self._capture_path is not None:
             self.capture = CaptureWriter(self._capture_path, self.capture_header())
 
@@ -129,6 +143,8 @@ class Board(Device):
         if self.capture is not None:
             self.capture.write(b"", RESTART)
         self.decoder.restart()
+        if self.audit is not None:
+            self.audit.restart()  # the device's counters start afresh
 
     def _read_block(self) -> SampleBlock | None:
         while not self._queue:
@@ -142,6 +158,8 @@ class Board(Device):
             for host_time, source, payload in chunks:
                 if self.capture is not None:
                     self.capture.write(payload, source, host_time)
+                if self.audit is not None:
+                    self.audit.at(host_time)  # the decoder reports the chunk's packets to the audit
                 for run in self.decoder.feed(payload, source):
                     block = self._assembler.add(run, host_time)
                     if block is not None:
@@ -179,8 +197,25 @@ class Board(Device):
 
     def _close(self) -> None:
         self._disconnect()
+        if self.audit is not None:
+            self.audit.finish()
         if self.capture is not None:
             self.capture.close()
+
+    def stream_alarms(self) -> list:
+        """Stream anomalies raised since the last call (one per forged episode), in the order raised.
+
+        Returns
+        -------
+        list of ingest.integrity.StreamAnomaly
+            Onsets in s of stream time from the first sample; empty for a board without packet counters.
+        """
+        return self.audit.raised() if self.audit is not None else []
+
+    @property
+    def stream_anomalies(self) -> list:
+        """Every stream anomaly so far (open ones with their extent so far), sorted by onset."""
+        return self.audit.anomalies if self.audit is not None else []
 
     @property
     def samples_lost_total(self) -> int:

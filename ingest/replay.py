@@ -1,7 +1,8 @@
 """Recordings replayed as devices: EDF/EDF+/BDF files and raw captures, paced or as fast as possible.
 
 A raw capture replays through the same decoder the board used live, so a night decodes to the same
-blocks again; an EDF's annotated gaps come back as lost samples, never as data.
+blocks again, and its packet stream is audited again as it was live (:mod:`ingest.integrity`); an EDF's
+annotated gaps come back as lost samples, never as data.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .capture import FROM_HOST, MAGIC, RESTART, CaptureReader
 from .device import Device
 from .edf import read_edf
 from .errors import RecordingError
+from .integrity import DecoderAudit
 from .stream import SampleBlock
 
 
@@ -115,6 +117,12 @@ class CaptureReplay(Device):
     ----------
     truncated : bool
         The capture ended mid-record (the recording process was killed); what came before is replayed.
+    audit : ingest.integrity.DecoderAudit or None
+        The audit of the recorded packet stream (at the recorded arrival times), None for a board
+        without packet counters.
+    audit_options : dict
+        Options for every :class:`~ingest.integrity.StreamAudit`, set before ``open()`` (e.g.
+        ``{"check_timing": False}`` for a capture of a device served faster than real time).
     """
 
     def __init__(self, path, speed: float = 0.0):
@@ -122,6 +130,8 @@ class CaptureReplay(Device):
         self.path = os.fspath(path)
         self._pacer = _Pacer(speed)
         self.truncated = False
+        self.audit: DecoderAudit | None = None
+        self.audit_options: dict = {}
 
     def _open(self) -> None:
         from .boards import decoder_for
@@ -136,9 +146,11 @@ class CaptureReplay(Device):
         self.device_id = header.get("device_id") or f"capture:{self.path}"
         self.channels, self.kinds, self.fs = self.decoder.channels, self.decoder.kinds, self.decoder.fs
         self._assembler = RunAssembler(self.device_id, self.channels, self.kinds, self.fs)
+        self.audit = DecoderAudit(self.decoder, **self.audit_options) if self.decoder.counter_modulus else None
         self._records = iter(self._reader)
         self._queue: list = []
         self._first_time: float | None = None
+        self._audited = False
 
     def _start(self) -> None:
         pass
@@ -148,16 +160,23 @@ class CaptureReplay(Device):
             record = next(self._records, None)
             if record is None:
                 self.truncated = self._reader.truncated
+                if self.audit is not None and not self._audited:
+                    self.audit.finish()
+                    self._audited = True
                 return None
             if record.source == FROM_HOST:
                 self.decoder.on_command(record.payload)
                 continue
             if record.source == RESTART:
                 self.decoder.restart()
+                if self.audit is not None:
+                    self.audit.restart()
                 continue
             if self._first_time is None:
                 self._first_time = record.host_time
             self._pacer.wait(record.host_time - self._first_time, self._stop_requested)
+            if self.audit is not None:
+                self.audit.at(record.host_time)
             for run in self.decoder.feed(record.payload, record.source):
                 block = self._assembler.add(run, record.host_time)
                 if block is not None:
@@ -169,6 +188,16 @@ class CaptureReplay(Device):
 
     def _close(self) -> None:
         self._reader.close()
+
+    def stream_alarms(self) -> list:
+        """Stream anomalies raised since the last call, in the order raised (see
+        :meth:`ingest.board.Board.stream_alarms`)."""
+        return self.audit.raised() if self.audit is not None else []
+
+    @property
+    def stream_anomalies(self) -> list:
+        """Every stream anomaly so far, sorted by onset (all of them once the capture has been read)."""
+        return self.audit.anomalies if self.audit is not None else []
 
 
 def open_recording(path, speed: float = 0.0) -> Device:

@@ -142,8 +142,24 @@ def test_tapered_frames_bridge_gaps_like_interp(x, ok):
     taper = np.hanning(20).astype(np.float32)
     got = tapered_frames(x, ok, taper)
     for r in range(3):
-        want = bridged_reference(x[20 * r:20 * r + 20], ok[20 * r:20 * r + 20]) * taper
+        frame, present = x[20 * r:20 * r + 20], ok[20 * r:20 * r + 20]
+        mean = frame[present].mean() if present.any() else 0.0
+        want = (bridged_reference(frame, present) - mean) * taper
         np.testing.assert_allclose(got[r], want, rtol=1e-5, atol=1e-4)
+
+
+def test_a_railed_electrode_is_dead_not_a_signal():
+    """An input stuck at the ADC limit (187500 uV) is flat: no float32 round-off of the offset may pass
+    for a signal (its frames are dead, so its lost mains line is no evidence)."""
+    from dsp.tampering import _Frames
+
+    rng = np.random.default_rng(3)
+    n = int(FS * 60)
+    x = np.vstack([np.full(n, 187500.0), 3000.0 + rng.normal(0, 5, n)])
+    frames = _Frames(x, np.ones(x.shape[1], bool), FS)
+    assert not frames.alive[0].any() and frames.alive[1].all()
+    offset_free = _Frames(x[1:] - 3000.0, np.ones(x.shape[1], bool), FS)
+    np.testing.assert_allclose(frames.bands[1], offset_free.bands[0], atol=1e-3)
 
 
 def test_spectral_summaries_match_numpy():
@@ -160,7 +176,7 @@ def test_spectral_summaries_match_numpy():
     np.testing.assert_allclose(total, power[:, 2:].sum(axis=1), rtol=1e-6)
     np.testing.assert_allclose(phasors, spectrum[:, lines], rtol=1e-6)
     for i, k0 in enumerate(lines):
-        np.testing.assert_allclose(noise[:, i], power[:, k0 + offsets].mean(axis=1), rtol=1e-6)
+        np.testing.assert_allclose(noise[:, i], np.median(power[:, k0 + offsets], axis=1), rtol=1e-6)
         np.testing.assert_allclose(near[:, i], power[:, k0 - 6:k0 + 7], rtol=1e-5)
 
 

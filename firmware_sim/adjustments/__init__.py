@@ -11,6 +11,9 @@ applies a list of them and returns a copy with the truth.
   amplitude modulation.
 - :class:`Entrainment`: a narrow steady-state response to rhythmic sensory drive.
 - :class:`Tampering`: replayed, spliced and time-warped segments of the record.
+- :class:`StreamForgery` (``firmware_sim.adjustments.stream``): the same at the packet level, a man in
+  the middle replaying, re-sequencing or time-warping a device's packets; a ``packet_filter`` of the
+  emulated transports (Cyton pseudo-terminal, BLE radio), with its own ground-truth log.
 
 Example: closed-loop clicks and slow-oscillatory tACS on a simulated night ``data`` (4, n) uV at
 256 Hz with stage codes ``hyp`` per 30-s epoch::
@@ -24,6 +27,8 @@ from .electrical import Electrical
 from .entrainment import Entrainment
 from .injection import click_times, inject
 from .placement import Placement
+from .stream import StreamForgery
 from .tampering import Tampering
 
-__all__ = ["Auditory", "Electrical", "Entrainment", "Placement", "Tampering", "click_times", "inject"]
+__all__ = ["Auditory", "Electrical", "Entrainment", "Placement", "StreamForgery", "Tampering", "click_times",
+           "inject"]

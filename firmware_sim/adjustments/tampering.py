@@ -48,7 +48,8 @@ class Tampering(Placement):
         signal into ``duration_s``); None draws one per episode from ``warp_range``. It is rounded
         to a ratio of integers up to 100 (the logged factor is exact).
     warp_range : (float, float)
-        Range of random warp factors, by default (0.9, 1.1).
+        Range of random warp factors, by default (0.9, 1.1); a factor that rounds to exactly 1
+        (no warp) is drawn again.
     crossfade_s : float
         Linear cross-fade at each end of a segment in s (a careful forger hides the seams), by
         default 0 (hard cuts).
@@ -117,7 +118,17 @@ def apply(data: np.ndarray, rec: Recording, adj: Tampering, rng: np.random.Gener
 
 def _warp_factors(adj: Tampering, rng: np.random.Generator) -> list:
     count = adj.count if adj.onsets is None else len(adj.onsets)
-    raw = [adj.warp_factor] * count if adj.warp_factor is not None else list(rng.uniform(*adj.warp_range, count))
+    if adj.warp_factor is not None:
+        raw = [adj.warp_factor] * count
+    else:
+        # a draw within 0.5 % of 1 rounds to exactly 1, which is no warp at all: draw again
+        raw = []
+        for _ in range(count):
+            for _ in range(100):  # (a range within 0.5 % of 1 keeps its last draw)
+                f = float(rng.uniform(*adj.warp_range))
+                if Fraction(f).limit_denominator(100) != 1:
+                    break
+            raw.append(f)
     factors = [Fraction(float(f)).limit_denominator(100) for f in raw]
     if any(f <= 0 for f in factors):
         raise ValueError(f"tampering: warp factors must be positive, got {raw}")
