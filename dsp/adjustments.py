@@ -11,26 +11,116 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from numba import njit
 
 from .events import AdjustmentEvent, merge_events
 
 
 def _as_input(data, valid):
-    """(channels, samples) float64 with missing samples (NaN or ``valid`` False) set to 0, and the mask."""
+    """(channels, samples) float64 with missing samples (NaN or ``valid`` False) set to 0, and the mask.
+
+    The data are copied only when some missing sample is not already 0 (packet loss is usually
+    written as 0), so a night is not duplicated in memory for nothing.
+    """
     x = np.asarray(data, dtype=np.float64)
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2:
         raise ValueError(f"data must be (n_channels, n_samples), got shape {np.shape(data)}")
-    ok = np.isfinite(x).all(axis=0)
-    if valid is not None:
+    if valid is None:
+        valid = np.ones(0, dtype=bool)
+    else:
         valid = np.asarray(valid, dtype=bool)
         if valid.shape != (x.shape[1],):
             raise ValueError(f"valid must have shape ({x.shape[1]},), got {valid.shape}")
-        ok &= valid
-    if not ok.all():
+    ok, dirty = usable_columns(x, valid)
+    if dirty:
         x = np.where(ok, x, 0.0)
     return x, ok
+
+
+@njit(cache=True)
+def usable_columns(x, valid):
+    """Samples where every row is finite and ``valid`` holds, and whether any other sample is not 0.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_rows, n_samples)
+    valid : ndarray of bool, shape (n_samples,) or (0,)
+        False where a sample is missing; empty when every sample is.
+
+    Returns
+    -------
+    ok : ndarray of bool, shape (n_samples,)
+    dirty : bool
+        Some row holds a value other than 0 at a sample that is not ok (NaN counts as such).
+    """
+    n_rows, n = x.shape
+    ok = np.ones(n, dtype=np.bool_)
+    all_valid = valid.size == 0
+    dirty = False
+    for i in range(n):
+        good = all_valid or valid[i]
+        if good:
+            for r in range(n_rows):
+                if not np.isfinite(x[r, i]):
+                    good = False
+                    break
+        if not good:
+            ok[i] = False
+            for r in range(n_rows):
+                if x[r, i] != 0.0:  # NaN != 0 too
+                    dirty = True
+    return ok, dirty
+
+
+@njit(cache=True)
+def second_sd(x, ok, step):
+    """Standard deviation of each row over consecutive blocks of ``step`` samples, usable samples only.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_rows, n_samples)
+        Signal, uV.
+    ok : ndarray of bool, shape (n_samples,)
+        Usable samples.
+    step : int
+        Block length in samples; a final partial block is dropped.
+
+    Returns
+    -------
+    sd : ndarray, shape (n_rows, n_samples // step)
+        Population SD of the usable samples of each block, uV (0 where fewer than one).
+    counts : ndarray of int64, shape (n_samples // step,)
+        Usable samples per block.
+    """
+    n_rows = x.shape[0]
+    nb = x.shape[1] // step
+    sd = np.zeros((n_rows, nb))
+    counts = np.zeros(nb, dtype=np.int64)
+    for b in range(nb):
+        c = 0
+        for j in range(b * step, (b + 1) * step):
+            c += ok[j]
+        counts[b] = c
+    for r in range(n_rows):
+        for b in range(nb):
+            c = counts[b]
+            if c == 0:
+                continue
+            # two passes (mean, then spread): exact for railed values of ~1e5 uV
+            s = 0.0
+            for j in range(b * step, (b + 1) * step):
+                if ok[j]:
+                    s += x[r, j]
+            mean = s / c
+            q = 0.0
+            for j in range(b * step, (b + 1) * step):
+                if ok[j]:
+                    d = x[r, j] - mean
+                    q += d * d
+            sd[r, b] = np.sqrt(q / c)
+    return sd, counts
 
 
 def detect_adjustments(data, fs: float, *, valid=None, stages=None) -> list:
@@ -60,8 +150,9 @@ def detect_adjustments(data, fs: float, *, valid=None, stages=None) -> list:
     x, ok = _as_input(data, valid)
     events = []
     for rows, usable in _channel_groups(x, fs, ok):
-        found = detect_lines(x[rows], fs, valid=usable) + detect_auditory(x[rows], fs, valid=usable, stages=stages) \
-            + detect_tampering(x[rows], fs, valid=usable)
+        part = x if len(rows) == x.shape[0] else x[rows]  # no copy of a whole night when all are healthy
+        found = detect_lines(part, fs, valid=usable) + detect_auditory(part, fs, valid=usable, stages=stages) \
+            + detect_tampering(part, fs, valid=usable)
         events += [dataclasses.replace(e, channels=tuple(rows[c] for c in e.channels)) for e in found]
     return merge_events(_unexplained(events, events))
 
@@ -94,17 +185,15 @@ def _channel_groups(x: np.ndarray, fs: float, ok: np.ndarray) -> list:
     from .quality import FLAT_UV
 
     step = max(1, int(round(fs)))
-    n_win = x.shape[1] // step
+    sd, n = second_sd(x, ok, step)
     healthy, groups = [], []
-    w = ok[: n_win * step].reshape(n_win, step)
-    n = w.sum(axis=1)
     for row in range(x.shape[0]):
-        seg = x[row, : n_win * step].reshape(n_win, step)
-        mean = (seg * w).sum(axis=1) / np.maximum(n, 1)
-        sd = np.sqrt((((seg - mean[:, None]) * w) ** 2).sum(axis=1) / np.maximum(n, 1))
-        flat = sd < FLAT_UV
+        flat = sd[row] < FLAT_UV
         for k in np.flatnonzero(n < 2):  # too few samples to judge: like the second before
             flat[k] = flat[k - 1] if k else False
+        if not flat.any():
+            healthy.append(row)
+            continue
         dead = np.repeat(flat, step)
         dead = np.concatenate([dead, np.full(x.shape[1] - dead.size, bool(dead[-1]) if dead.size else False)])
         dead &= ok  # missing samples are zeros anyway, already excluded
@@ -128,7 +217,7 @@ class AdjustmentMonitor:
     Attributes
     ----------
     events : list of AdjustmentEvent
-        Every alarm raised so far, in the order raised.
+        Every alarm raised so far, in the order raised, as first raised (see :attr:`views`).
     """
 
     def __init__(self, fs: float, n_channels: int):
@@ -167,6 +256,14 @@ class AdjustmentMonitor:
         new.sort(key=lambda e: e.onset)
         self.events += new
         return new
+
+    @property
+    def views(self) -> list:
+        """Every alarm raised so far in its latest view, sorted by onset: the detectors refine an
+        alarm's kind, extent and evidence as more data arrive (e.g. a line first guessed
+        entrainment from 8 s is called electrical once its harmonics and blocks are measured)."""
+        views = [e for monitor in self._monitors for e in monitor.events]
+        return merge_events(_unexplained(views, views))
 
     def push_gap(self, n_samples: int) -> list:
         """Samples lost between blocks: pushed as missing, so time stays aligned with the stream."""

@@ -103,6 +103,7 @@ from scipy import special as _special
 
 from .errors import SignalError
 from .events import AdjustmentEvent
+from .quality import FLAT_UV
 
 #: Tile length in s: the unit of the multitaper analysis.
 TILE_S = 32.0
@@ -1484,6 +1485,13 @@ def _dc_plateaus(x, valid, fs, baseline=None):
         if plateau.size < 10 or flanks.size < 10:
             return None
         level = float(np.median(plateau) - np.median(flanks))
+        # a current shifts a living signal; an electrode that failed (railed at the ADC limit,
+        # or disconnected) is a "plateau" with no signal on it
+        # (the median of the blocks' SDs: a few blocks of signal at a still open end do not count)
+        seg = x[(b1 + guard) * block_n: (b2 - guard if b2 < m.size else m.size) * block_n]
+        blocks = seg[: seg.size // block_n * block_n].reshape(-1, block_n)
+        if blocks.shape[0] == 0 or float(np.median(blocks.std(axis=1))) < FLAT_UV:
+            return None
         tol = max(abs(level) / 2.0, 3.0 * sigma)
         flat = (np.mean(np.abs(plateau - np.median(plateau)) <= tol) >= 0.9
                 and np.mean(np.abs(flanks - np.median(flanks)) <= tol) >= 0.9
@@ -1671,6 +1679,12 @@ FAST_ALPHA_HZ = (7.0, 13.0)
 FAST_REFERENCE_S = 60.0
 FAST_DELAY_S = 10.0
 FAST_FALSE_ALARMS_PER_HOUR = 0.05
+#: Window lengths in s of the fast paths (the budget above is shared): the 8-s window catches strong
+#: lines within seconds, the 32-s one (same NW, 4x the line energy against the same noise density)
+#: lines about half as large within about half a minute. Each longer path compares a window with
+#: the level before it (delay: window + 2 s, as the 8-s path's 10 s) over a longer memory
+#: (4 windows at least).
+FAST_WINDOWS_S = (8.0, 32.0)
 #: Lowest frequency of the fast path in Hz: below, trains of slow waves look like lines for 8 s.
 FAST_MIN_HZ = 3.0
 #: Consecutive windows (1 s apart) a bin must pass before the fast path raises an alarm.
@@ -1712,7 +1726,9 @@ class LineMonitor:
     tested at every bin; an alarm needs the harmonic F-test (p < :data:`FAST_F_P`) and a line
     power far above the bin's own level over the previous minute (delayed by 10 s, so that a
     new line is compared with the time before it; an old line is its own reference and stays
-    quiet), at a level Bonferroni-corrected for :data:`FAST_FALSE_ALARMS_PER_HOUR`. The fast path's
+    quiet), at a level Bonferroni-corrected for :data:`FAST_FALSE_ALARMS_PER_HOUR`. A 32-s window
+    does the same every second (:data:`FAST_WINDOWS_S`; the budget is shared) and catches lines
+    about half as large within about half a minute. The fast path's
     kind is a first guess (frequency, amplitude, 2nd harmonic); the tile analysis refines it
     when the line has lasted a few tiles (the ``events`` list shows the latest view).
 
@@ -1762,8 +1778,9 @@ class LineMonitor:
         self._cache = [dict() for _ in range(self.n_channels)]
         self._devices = [[] for _ in range(self.n_channels)]  # (frequency, amplitude) of device lines
         self._tracks: list = []
-        self._fast = _FastPath(self.fs, self.n_channels, self.mains_hz)
-        self._next_fast = int(round(FAST_WINDOW_S * self.fs))
+        self._fasts = [_FastPath(self.fs, self.n_channels, self.mains_hz, w, len(FAST_WINDOWS_S))
+                       for w in FAST_WINDOWS_S]
+        self._next_fast = int(round(min(FAST_WINDOWS_S) * self.fs))
 
     @property
     def events(self) -> list:
@@ -1967,30 +1984,33 @@ class LineMonitor:
 
     def _fast_step(self) -> list:
         now = self._n / self.fs
-        x, v = self._latest(self._fast.n)
-        if x.shape[1] < self._fast.n:
-            return []
         new = []
-        for ch, f, amp, z_db, f_stat, harmonic in self._fast.step(x, v, now):
-            track = self._track_of(ch, f, now, related=True)
-            if track is not None:
-                track.end = now
-                track.channels.add(ch)
+        for fast in self._fasts:
+            x, v = self._latest(fast.n)
+            if x.shape[1] < fast.n:
                 continue
-            onset = self._fast_onset(ch, f, amp, now)
-            kind, why = _fast_kind(f, amp, harmonic)
-            evidence = (f"new line at {f:.2f} Hz, {amp:.2g} uV, {z_db:.0f} dB above the last minute's level, "
-                        f"F = {f_stat:.0f}{'; 2nd harmonic' if harmonic else ''}; first guess {kind} ({why})")
-            # score: decades of the exponential tail beyond the alarm level
-            margin = (10.0 ** (z_db / 10.0) - self._fast.z_min) / math.log(10.0)
-            score = float(min(1.0, 1.0 - 0.5 * math.exp(-max(margin, 0.0) / 3.0)))
-            self._tracks.append(_Track({ch}, f, onset, now, kind, score, evidence, False))
-            new.append(self._tracks[-1].event())
+            for ch, f, amp, z_db, f_stat, harmonic in fast.step(x, v, now):
+                track = self._track_of(ch, f, now, related=True)
+                if track is not None:
+                    track.end = now
+                    track.channels.add(ch)
+                    continue
+                onset = self._fast_onset(ch, f, amp, now, fast.window_s)
+                kind, why = _fast_kind(f, amp, harmonic)
+                evidence = (f"new line at {f:.2f} Hz, {amp:.2g} uV, {z_db:.0f} dB above the level before it "
+                            f"({fast.window_s:g}-s window), F = {f_stat:.0f}{'; 2nd harmonic' if harmonic else ''}; "
+                            f"first guess {kind} ({why})")
+                # score: decades of the exponential tail beyond the alarm level
+                margin = (10.0 ** (z_db / 10.0) - fast.z_min) / math.log(10.0)
+                score = float(min(1.0, 1.0 - 0.5 * math.exp(-max(margin, 0.0) / 3.0)))
+                self._tracks.append(_Track({ch}, f, onset, now, kind, score, evidence, False))
+                new.append(self._tracks[-1].event())
         return new
 
-    def _fast_onset(self, ch, f, amp, now):
-        """Most likely change point of the line over the last 30 s (1-s blocks, steady line after it)."""
-        n = int(round(30.0 * self.fs))
+    def _fast_onset(self, ch, f, amp, now, window_s=FAST_WINDOW_S):
+        """Most likely change point of the line over the last 30 s or two windows (1-s blocks,
+        steady line after it)."""
+        n = int(round(max(30.0, 2.0 * window_s) * self.fs))
         x, v = self._latest(n)
         block_n = max(8, int(round(self.fs)))
         window = np.hanning(block_n + 2)[1:-1].astype(np.float64)
@@ -1999,7 +2019,7 @@ class LineMonitor:
         ok = w >= 0.7
         pair = ok[1:] & ok[:-1]
         if z.size < 6 or pair.sum() < 4 or not ok[-3:].any():
-            return max(0.0, now - FAST_WINDOW_S)
+            return max(0.0, now - window_s)
         c = z[-3:][ok[-3:]].mean()
         sigma2 = max(float(np.median(np.abs(np.diff(z))[pair] ** 2)) / (2.0 * np.log(2.0)), 1e-30)
         llr = np.where(ok, (2.0 * np.real(z * np.conj(c)) - abs(c) ** 2) / sigma2, 0.0)
@@ -2033,24 +2053,27 @@ def _fast_kind(f, amp, harmonic):
 class _FastPath:
     """The fast path's state: 8-s multitaper windows against each bin's recent level."""
 
-    def __init__(self, fs, n_channels, mains_hz):
+    def __init__(self, fs, n_channels, mains_hz, window_s=FAST_WINDOW_S, n_paths=1):
         self.fs = fs
-        self.n = int(round(FAST_WINDOW_S * fs))
+        self.window_s = float(window_s)
+        self.n = int(round(window_s * fs))
         self.tapers, self.dc = dpss_tapers(self.n, FAST_HALF_BANDWIDTH, FAST_TAPERS)
         self.gain2 = float(np.sum(self.dc * self.dc))
-        width = FAST_HALF_BANDWIDTH / FAST_WINDOW_S
+        width = FAST_HALF_BANDWIDTH / window_s
         self.lo_d = int(math.ceil(1.5 * FAST_HALF_BANDWIDTH))       # neighbours beyond 1.5 W
-        self.hi_d = self.lo_d + int(round(1.0 * FAST_WINDOW_S))     # ... over 1 Hz
-        self.first = max(1, int(math.ceil(max(FAST_MIN_HZ, 2 * width) * FAST_WINDOW_S)))
-        self.last = int(math.floor(min(BAND_HZ[1], fs / 2.0 - 2 * width) * FAST_WINDOW_S))
-        self.freqs = np.arange(self.first, self.last + 1) / FAST_WINDOW_S
+        self.hi_d = self.lo_d + int(round(1.0 * window_s))          # ... over 1 Hz
+        self.first = max(1, int(math.ceil(max(FAST_MIN_HZ, 2 * width) * window_s)))
+        self.last = int(math.floor(min(BAND_HZ[1], fs / 2.0 - 2 * width) * window_s))
+        self.freqs = np.arange(self.first, self.last + 1) / window_s
         self.excluded = _mains_mask(self.freqs, mains_hz, fs)
         nb = self.freqs.size
         self.ref = np.zeros((n_channels, nb))
         self.ref_n = 0.0
-        self.delay = [None] * int(round(FAST_DELAY_S))
+        # the window's own seconds stay out of its reference; the reference spans several windows
+        self.delay = [None] * int(round(FAST_DELAY_S - FAST_WINDOW_S + window_s))
+        self.reference_s = max(FAST_REFERENCE_S, 4.0 * window_s)
         self.streak = np.zeros((n_channels, nb), dtype=np.int64)  # consecutive windows passing, per bin
-        tests = 3600.0 * nb * n_channels
+        tests = 3600.0 * nb * n_channels * n_paths
         self.z_min = math.log(tests / FAST_FALSE_ALARMS_PER_HOUR)
         dof2 = 2.0 * (FAST_TAPERS - 1)
         self.f_min = np.full(nb, (dof2 / 2.0) * (FAST_F_P ** (-2.0 / dof2) - 1.0))
@@ -2085,7 +2108,7 @@ class _FastPath:
         mu, f_stat, power, near = mu[:, sl], f_stat[:, sl], power[:, sl], near[:, sl]
         line = (mu.real ** 2 + mu.imag ** 2) * self.gain2
         out = []
-        if self.ref_n >= FAST_REFERENCE_S / 2:
+        if self.ref_n >= self.reference_s / 2:
             z = line / np.maximum(np.maximum(self.ref, near), 1e-30)
             hit = (z > self.z_min) & (f_stat > self.f_min[None, :]) & ~self.excluded[None, :]
             # one alarm per line: the strongest bin of each run of neighbouring bins
@@ -2097,7 +2120,7 @@ class _FastPath:
                         continue  # the strongest line's harmonics and sidebands
                     found.append(j)
                     f = float(self.freqs[j])
-                    j2 = int(round(2 * f * FAST_WINDOW_S)) - self.first
+                    j2 = int(round(2 * f * self.window_s)) - self.first
                     harmonic = (0 <= j2 < self.freqs.size and f_stat[ch, j2] > self.f_min[j2]
                                 and not self.excluded[j2])
                     out.append((ch, f, 2.0 * float(abs(mu[ch, j])), 10.0 * math.log10(z[ch, j]),
@@ -2111,7 +2134,7 @@ class _FastPath:
         self.delay.append(power)
         old = self.delay.pop(0)
         if old is not None:
-            rate = 1.0 / min(self.ref_n + 1.0, FAST_REFERENCE_S)
+            rate = 1.0 / min(self.ref_n + 1.0, self.reference_s)
             self.ref += rate * (old - self.ref)
             self.ref_n += 1.0
         return out

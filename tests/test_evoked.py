@@ -227,6 +227,19 @@ def test_monitor_raises_once_in_any_block_size(night):
     assert [(e.onset, e.duration, e.evidence) for e in other.events] == [(event.onset, event.duration, event.evidence)]
 
 
+def test_monitor_flags_a_dense_series_within_two_minutes(night):
+    clean, _ = night
+    stream = _add_cues(clean[: int(900 * FS)], 300, 900, 50.0, seed=12)
+    monitor = evoked.AuditoryMonitor(FS, 1)
+    step = int(FS)
+    raised = [(e, (a + step) / FS) for a in range(0, stream.size, step) for e in monitor.push(stream[None, a:a + step])]
+    assert len(raised) == 1
+    event, when = raised[0]
+    # a short live window (LIVE_OPEN_WINDOWS_S) holds enough cues long before a 5-min one fills
+    assert event.overlaps(300, 900) and 300 < when <= 300 + 2 * min(evoked.LIVE_OPEN_WINDOWS_S) + evoked.UPDATE_S
+    assert event.duration < min(evoked.OPEN_WINDOWS_S)
+
+
 def test_bad_input_is_refused():
     with pytest.raises(SignalError):
         evoked.detect_auditory(np.zeros((2, 3, 4)), FS)

@@ -301,6 +301,19 @@ def test_tdcs_dc_shift_is_electrical():
     assert abs(events[0].onset - 300) < 10 and abs(events[0].end - (300 + truth["duration"])) < 10
 
 
+def test_an_electrode_railed_for_minutes_is_not_a_dc_shift():
+    # a failed electrode stuck at the ADC limit between two stretches of EEG: a sharp "plateau"
+    # with no signal on it, offline and live
+    x = background(np.random.default_rng(5), 1500)
+    x[int(400 * FS): int(700 * FS)] = 187500.0
+    assert not [e for e in detect_lines(x[None, :], FS) if "DC shift" in e.evidence]
+    mon = LineMonitor(FS, 1)
+    step = int(FS)
+    for a in range(0, x.size, step):
+        mon.push(x[None, a: a + step])
+    assert not [e for e in mon.events if "DC shift" in e.evidence]
+
+
 def test_input_is_checked():
     with pytest.raises(SignalError):
         detect_lines(np.zeros((1, 5000)), 40.0)
@@ -330,6 +343,20 @@ def test_monitor_alarms_within_ten_seconds_and_keeps_events():
     events = mon.events
     assert len(events) == 1 and events[0].kind == "entrainment"
     assert events[0].overlaps(truth["onset"], truth["onset"] + truth["duration"])
+
+
+def test_monitor_long_fast_window_flags_a_weak_line_within_a_minute():
+    # 1.3 uV at 40 Hz is below what an 8-s window can call (about 2 uV here); 32 s hold 4x its energy
+    x, truth = injected(Entrainment(frequency_hz=40.0, amplitude_uv=1.3, duration_s=300, onsets=(400.0,)),
+                        seconds=760)
+    mon = LineMonitor(FS, 1)
+    step = int(FS)
+    raised = [((k + step) / FS, e) for k in range(0, x.shape[1], step) for e in mon.push(x[:, k:k + step])]
+    assert raised
+    when, first = raised[0]
+    assert truth["onset"] + 8 < when <= truth["onset"] + 60 and "32-s window" in first.evidence
+    assert first.overlaps(truth["onset"], truth["onset"] + truth["duration"])
+    assert all(e.overlaps(truth["onset"], truth["onset"] + truth["duration"]) for _, e in raised)
 
 
 def test_monitor_is_quiet_on_clean_eeg_and_checks_blocks():
