@@ -25,8 +25,12 @@ child processes, so the children's peak RSS does not inherit this process's memo
 the interpreter given by ``--yasa-python`` (a separate venv keeps it out of the dev environment:
 ``python3 -m venv /tmp/benchvenv && /tmp/benchvenv/bin/pip install -e . yasa``).
 
+With ``--yasa-results FILE``, YASA's figures are measured once, saved there, and read back on later
+runs with the same night and options (YASA takes minutes; dreamsync's side is what changes between
+runs). The machine's load may differ between the runs: say so when quoting such ratios.
+
 Usage: python benchmarks/staging_speed.py [--yasa-python /tmp/benchvenv/bin/python]
-       [--hours 8] [--repeats 5] [--runs 3] [--one-core] [--profile] [--keep]
+       [--hours 8] [--repeats 5] [--runs 3] [--one-core] [--profile] [--keep] [--yasa-results FILE]
 """
 
 from __future__ import annotations
@@ -351,6 +355,17 @@ def child_import_rss(modules: str) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def _saved_yasa(path: str | None, key: dict) -> dict | None:
+    """YASA's figures saved by an earlier run with the same ``key`` (night and options), if any."""
+    if not path or not os.path.isfile(path):
+        return None
+    try:
+        saved = json.loads(pathlib.Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if saved.get("key") == key else None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=8.0, help="length of the simulated night (default: 8)")
@@ -364,6 +379,9 @@ def main() -> int:
                         help="pin every child to one CPU and one thread (numba, OpenMP, MKL, OpenBLAS)")
     parser.add_argument("--profile", action="store_true", help="also profile `dreamsync stage` (time and memory)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (EDF, outputs)")
+    parser.add_argument("--yasa-results", metavar="FILE",
+                        help="reuse YASA's figures from FILE if it holds them for this night and these options; "
+                             "else measure them and save them there")
     args = parser.parse_args()
 
     folder = tempfile.mkdtemp(prefix="dreamsync-staging-speed-")
@@ -398,16 +416,30 @@ def main() -> int:
         pathlib.Path(script).write_text(YASA_SCRIPT)
         yasa_cmd = [args.yasa_python, script, night["edf"], label, os.path.join(folder, "yasa.json")]
         commands = {"ours": ours_cmd, "yasa": yasa_cmd} if have_yasa else {"ours": ours_cmd}
+        key = {"hours": args.hours, "seed": args.seed, "repeats": args.repeats, "runs": args.runs,
+               "one_core": args.one_core, "yasa_python": args.yasa_python}
+        saved = _saved_yasa(args.yasa_results, key) if have_yasa else None
+        if saved is not None:
+            commands.pop("yasa")
+            pathlib.Path(folder, "yasa.json").write_text(json.dumps(saved["output"]))
+            print(f"YASA: figures reused from {args.yasa_results} (measured {saved['measured']}; the machine's "
+                  "load may have differed)")
         for cmd in commands.values():  # warm-up of everything below: OS file cache, numba cache, bytecode
             run_child(cmd, folder, env)
-
         ours = run_json(args.python, "_ours-compute", [npy, fs, args.repeats], folder, env)
-        theirs = run_json(args.yasa_python, "_yasa-compute", [npy, fs, label, args.repeats], folder, env) \
-            if have_yasa else None
+        theirs = saved["compute"] if saved else (
+            run_json(args.yasa_python, "_yasa-compute", [npy, fs, label, args.repeats], folder, env)
+            if have_yasa else None)
         runs = {name: [] for name in commands}
         for _ in range(args.runs):  # interleaved, so drifts in machine load hit both alike
             for name, cmd in commands.items():
                 runs[name].append(run_child(cmd, folder, env)[:3])
+        if saved is not None:
+            runs["yasa"] = [tuple(r) for r in saved["runs"]]
+        elif have_yasa and args.yasa_results:
+            pathlib.Path(args.yasa_results).write_text(json.dumps(
+                {"key": key, "measured": time.strftime("%Y-%m-%d %H:%M"), "compute": theirs, "runs": runs["yasa"],
+                 "output": json.loads(pathlib.Path(folder, "yasa.json").read_text())}))
         staged = json.loads(pathlib.Path(folder, "ours.json").read_text())
 
         med = statistics.median

@@ -226,23 +226,23 @@ def eeg_features(epochs: np.ndarray, fs: float) -> np.ndarray:
     return out.mean(axis=0)
 
 
-@njit(cache=True)
-def _count_nonfinite(x):
-    n = 0
-    for i in range(x.shape[0]):
-        n += not np.isfinite(x[i])
-    return n
+def _has_nonfinite(x: np.ndarray) -> bool:
+    """Whether ``x`` holds a NaN or infinite sample: its sum is then not finite (one pass, no
+    temporary array). A sum that overflows counts too, which is harmless: holding lost samples
+    leaves finite ones as they are."""
+    return not np.isfinite(np.add.reduce(x))
 
 
-@njit(cache=True)
-def _finite_index(x, last):
-    """Index of the first (or with ``last``, the last) finite sample of ``x``; -1 if none."""
-    n = x.shape[0]
-    for step in range(n):
-        i = n - 1 - step if last else step
-        if np.isfinite(x[i]):
-            return i
-    return -1
+def _finite_index(x: np.ndarray, last: bool) -> int:
+    """Index of the first (or with ``last``, the last) finite sample of ``x``; -1 if none. The end
+    sample is looked at first: it is finite unless samples were lost just there."""
+    if x.size == 0:
+        return -1
+    end = x.size - 1 if last else 0
+    if np.isfinite(x[end]):
+        return end
+    finite = np.flatnonzero(np.isfinite(x))
+    return -1 if finite.size == 0 else int(finite[-1] if last else finite[0])
 
 
 def _first_finite_value(eeg, channel: int, n_samples: int) -> float:
@@ -318,7 +318,7 @@ def working_rate_features(eeg, fs: float, n_epochs: int) -> tuple:
                 i = _finite_index(x[: plan[index + 1][4] - k0], True)
                 if i >= 0:
                     held[c] = x[i]
-            if _count_nonfinite(x):  # hold lost samples so the filters do not spread them
+            if _has_nonfinite(x):  # hold lost samples so the filters do not spread them
                 x = x.astype(np.float64)[None, :]
                 hold_missing(x, start)
                 x = x[0]

@@ -293,6 +293,15 @@ def _pad_length(sos: np.ndarray) -> int:
 
 
 @njit(cache=True)
+def _scaled_state(unit_state, value, state):
+    """``state[:] = unit_state * value``, element by element: an array expression would bring numba's
+    shape-error code into the kernels, which makes them several times slower to load from the cache."""
+    for s in range(state.shape[0]):
+        state[s, 0] = unit_state[s, 0] * value
+        state[s, 1] = unit_state[s, 1] * value
+
+
+@njit(cache=True)
 def _filtfilt_rows(coef, unit_state, pad, x):
     """Zero-phase filtering of each row with odd reflection (``pad`` samples each side)."""
     n_rows, n = x.shape
@@ -306,9 +315,9 @@ def _filtfilt_rows(coef, unit_state, pad, x):
             ext[pad + n + i] = 2.0 * row[n - 1] - row[n - 2 - i]
         for i in range(n):
             ext[pad + i] = row[i]
-        state[:] = unit_state * ext[0]
+        _scaled_state(unit_state, ext[0], state)
         _cascade(coef, ext, ext, state, False)
-        state[:] = unit_state * ext[ext.shape[0] - 1]
+        _scaled_state(unit_state, ext[ext.shape[0] - 1], state)
         _cascade(coef, ext, ext, state, True)
         for i in range(n):
             y[r, i] = ext[pad + i]

@@ -160,3 +160,77 @@ def test_a_reader_reads_stretches_on_demand_and_lets_the_file_go(tmp_path):
     assert np.isfinite(rec.read(0)).all()  # a closed recording opens again when read
     with pytest.raises(TypeError):
         reader[0, ::2]
+
+
+@pytest.mark.parametrize("annotations", [[], [(0.0, 0, "lights off")], [(577.25, 2.5, "late one")]])
+def test_annotation_shortcut_agrees_with_edfio(tmp_path, annotations):
+    # read_edf skips edfio's TAL-by-TAL parse when every data record holds only its time-keeping TAL
+    import edfio
+
+    from ingest.edf import _holds_annotations, _layout
+
+    data = np.random.default_rng(2).normal(0, 20, (2, 100 * 600))
+    path = tmp_path / "a.edf"
+    write_edf(path, data, 100.0, ["EEG C3", "EEG C4"], ["EEG", "EEG"], annotations=annotations)
+    expected = [(a.onset, a.duration or 0.0, a.text) for a in edfio.read_edf(path).annotations]
+    assert _holds_annotations(str(path), _layout(str(path), 2)) == bool(annotations)
+    assert [(a.onset, a.duration, a.text) for a in read_edf(path).annotations] == expected
+    assert len(expected) == len(annotations)
+
+
+def test_annotation_shortcut_on_plain_edf_and_bad_header(tmp_path):
+    from ingest.edf import _holds_annotations, _layout
+
+    path = tmp_path / "p.edf"
+    write_edf(path, np.zeros((1, 1000)), 100.0, ["EEG C3"], ["EEG"])
+    raw = bytearray(path.read_bytes())
+    assert _holds_annotations(str(path), _layout(str(path), 2)) is False  # only time-keeping TALs
+    raw[236:244] = b"-1      "  # number of data records unknown: parse to be safe
+    path.write_bytes(bytes(raw))
+    assert _holds_annotations(str(path), _layout(str(path), 2)) is True
+    assert _holds_annotations(str(path), None) is True  # header unreadable: parse to be safe
+
+
+@pytest.fixture
+def multi_rate_edf(tmp_path):
+    """An EDF+ with signals of three rates (so different widths in each data record) and a gap."""
+    import edfio
+
+    rng = np.random.default_rng(3)
+    signals = [edfio.EdfSignal(rng.normal(0, 30, 256 * 120), 256, label="EEG C3-M2", physical_dimension="uV",
+                               physical_range=(-200, 200)),
+               edfio.EdfSignal(rng.normal(0, 2, 100 * 120), 100, label="EMG chin", physical_dimension="mV",
+                               physical_range=(-10, 10)),
+               edfio.EdfSignal(rng.normal(0, 30, 128 * 120), 128, label="EEG O1-M2", physical_dimension="uV",
+                               physical_range=(-200, 200))]
+    path = tmp_path / "multi.edf"
+    edfio.Edf(signals, annotations=[edfio.EdfAnnotation(10.0, 0.5, "Gap: 128 samples lost")]).write(path)
+    return path
+
+
+def test_records_read_from_the_file_equal_edfios_map(multi_rate_edf, monkeypatch):
+    import ingest.edf as edf_module
+
+    fast, mapped = read_edf(multi_rate_edf), read_edf(multi_rate_edf)
+    mapped._layout = None  # every read through edfio's memory map
+    assert fast._layout is not None
+    for i, info in enumerate(fast.signals):
+        n = info.n_samples
+        for start, stop in [(0, n), (0, 1), (n // 3, n // 3 + 1234), (n - 77, n), (500, 500), (n - 5, n + 50)]:
+            for dtype in (np.float32, np.float64):
+                np.testing.assert_array_equal(fast.read(i, start=start, stop=stop, dtype=dtype),
+                                              mapped.read(i, start=start, stop=stop, dtype=dtype))
+    assert np.isnan(fast.read(0)[2560:2688]).all()  # the gap, marked as in every read
+    monkeypatch.setattr(edf_module, "_READ_BYTES", 1000)  # long stretches: through the map
+    np.testing.assert_array_equal(fast.read(1, start=7, stop=9000), mapped.read(1, start=7, stop=9000))
+
+
+def test_a_stretch_is_read_once_for_all_its_signals(multi_rate_edf):
+    rec = read_edf(multi_rate_edf)
+    reader = rec.reader([0])
+    first = reader[0, 2560:5120]
+    block = rec._block
+    assert block is not None and block[0] <= 10 and block[1] >= 20
+    rec.read(2, start=1280, stop=2560)  # the same records, another signal: no new read
+    assert rec._block is block
+    np.testing.assert_array_equal(first, rec.read(0, start=2560, stop=5120, dtype=np.float32))

@@ -77,3 +77,19 @@ def test_a_reader_is_read_a_chunk_at_a_time_with_the_same_result(monkeypatch):
     np.testing.assert_array_equal(quality, expected_quality)
     # each chunk is read once per channel, with a little context: not much more than the recording
     assert reader.read_samples < 1.3 * eeg.size
+
+
+@pytest.mark.parametrize("lost", [[], [0], [9], [0, 1, 2], [7, 8, 9], list(range(10)), [4, 5]])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finite_sample_helpers_match_a_mask(lost, dtype):
+    from dsp.features import _finite_index, _has_nonfinite
+
+    x = np.arange(1.0, 11.0, dtype=dtype)
+    x[lost] = np.nan
+    if lost:
+        x[lost[-1]] = np.inf if len(lost) > 1 else np.nan
+    finite = np.flatnonzero(np.isfinite(x))
+    assert _finite_index(x, False) == (finite[0] if finite.size else -1)
+    assert _finite_index(x, True) == (finite[-1] if finite.size else -1)
+    assert _has_nonfinite(x) == bool(lost)
+    assert _finite_index(x[:0], True) == -1 and not _has_nonfinite(x[:0])

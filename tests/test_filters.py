@@ -157,3 +157,12 @@ def test_filtering_does_not_import_scipy_signal():
             "sosfiltfilt(design_sos(50.0, 0.5, 22.0), np.ones(100))\nprint('scipy.signal' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_scaled_state_is_the_unit_state_times_the_value():
+    from dsp.filters import _scaled_state
+
+    unit = np.random.default_rng(4).normal(size=(4, 2))
+    state = np.empty((4, 2))
+    _scaled_state(unit, -2.5, state)
+    np.testing.assert_array_equal(state, unit * -2.5)

@@ -154,3 +154,26 @@ def test_a_reader_is_staged_as_the_array_it_reads(night):
     got = stage(SlicedOnly(data[:2]), band.fs, emg=SlicedOnly(data[3:4]))
     np.testing.assert_array_equal(got.stages, expected.stages)
     np.testing.assert_allclose(got.probabilities, expected.probabilities, rtol=1e-12, atol=1e-12)
+
+
+def test_staging_a_file_in_a_fresh_process_pauses_the_collector_only_while_loading(night, tmp_path):
+    # the first stage_file of a process imports numba with the garbage collector paused, then freezes
+    # what the imports made: the result is the in-process one and the collector runs again after
+    import json
+    import subprocess
+    import sys
+
+    from dreamsync.pipeline import stage_file
+    from ingest.edf import write_edf
+
+    band, data = night
+    path = tmp_path / "hour.edf"
+    n = int(3600 * band.fs)
+    write_edf(path, data[:2, :n], band.fs, list(band.channels[:2]), list(band.kinds[:2]))
+    code = ("import gc, json, sys\nfrom dreamsync.pipeline import stage_file\n"
+            "doc = stage_file(sys.argv[1]).to_json()\n"
+            "print(json.dumps({'doc': doc, 'enabled': gc.isenabled(), 'frozen': gc.get_freeze_count()}))")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    fresh = json.loads(done.stdout)
+    assert fresh["enabled"] and fresh["frozen"] > 0
+    assert fresh["doc"] == json.loads(json.dumps(stage_file(str(path)).to_json()))
