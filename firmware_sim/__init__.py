@@ -11,8 +11,13 @@ Owns
       pseudo-terminal (``firmware_sim.serial_pty``); OpenBCI Ganglion and Muse
       (``firmware_sim.protocols.ganglion``, ``.muse``) served through an emulated bleak backend
       (``firmware_sim.ble``);
+    - the DreamSync band (``firmware_sim.dreamsync_band``, open protocol in
+      ``firmware_sim.protocols.dreamsync``): actuators whose effects come from the adjustment
+      library, opt-out, a hash-chained adjustment log, and rogue firmware on demand;
     - faults on demand (``firmware_sim.faults``) and dream adjustments with their ground truth
-      (``firmware_sim.adjustments``): auditory, electrical, entrainment, tampering.
+      (``firmware_sim.adjustments``): auditory, electrical, entrainment, tampering with the signal,
+      and forged packet streams (``firmware_sim.adjustments.stream``: replayed, re-sequenced or
+      time-warped packets between the emulated board and the host).
 
 May import
     numpy, scipy, the standard library, bleak (only for the emulated BLE backend it plugs into) and

@@ -92,6 +92,11 @@ PROFILES = {
                  (("EEG TP9", "EEG"), ("EEG AF7", "EEG"), ("EEG AF8", "EEG"), ("EEG TP10", "EEG")) + _ACC,
                  gains=(0.7, 0.45, 0.45, 0.7, 1.0, 1.0, 1.0), sensor_noise_uv=2.5, mains_uv=8.0,
                  samples_per_packet=12.0),
+        _profile("dreamsync", 250.0, "DreamSync band: forehead Fp1/Fp2 to the mastoids, EOG, chin EMG; "
+                 "audio, light and current actuators",
+                 (("EEG Fp1-M2", "EEG"), ("EEG Fp2-M1", "EEG"), ("EOG E1-M2", "EOG"), ("EOG E2-M1", "EOG"),
+                  ("EMG chin", "EMG")) + _ACC,
+                 sensor_noise_uv=1.0, mains_uv=3.0, samples_per_packet=10.0),
     )
 }
 

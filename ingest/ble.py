@@ -414,9 +414,12 @@ def _device_error(err: BaseException, target: str, stage: str) -> DeviceError:
     return DeviceError(f"{target}: connection refused while {stage} ({text})")
 
 
+#: Advertised name prefixes of the headbands dreamsync drives.
+HEADBAND_PREFIXES = ("Muse", "Ganglion", "DreamSync")
+
 
 def discover(timeout: float = 3.0, scanner_backend=None) -> list:
-    """Headbands advertising nearby: ``[(name, address), ...]`` for Muse and Ganglion devices.
+    """Headbands advertising nearby: ``[(name, address), ...]`` for Muse, Ganglion and DreamSync devices.
 
     Raises
     ------
@@ -435,4 +438,4 @@ def discover(timeout: float = 3.0, scanner_backend=None) -> list:
         found = asyncio.run(scan())
     except Exception as err:  # bleak reports a missing stack in several ways; map them to one line
         raise _device_error(err, "Bluetooth scan", "scan") from None
-    return [(d.name, d.address) for d in found if d.name and d.name.startswith(("Muse", "Ganglion"))]
+    return [(d.name, d.address) for d in found if d.name and d.name.startswith(HEADBAND_PREFIXES)]

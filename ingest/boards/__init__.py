@@ -16,6 +16,7 @@ BOARD_MODULES = {
     "muse-2": "ingest.boards.muse",
     "muse-s": "ingest.boards.muse",
     "muse": "ingest.boards.muse",
+    "dreamsync": "ingest.boards.dreamsync",
 }
 
 
