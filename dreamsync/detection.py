@@ -60,6 +60,35 @@ class DetectionReport:
         }
 
 
+def stream_events(anomalies) -> list:
+    """Stream anomalies (:class:`ingest.integrity.StreamAnomaly`) as tampering events.
+
+    Parameters
+    ----------
+    anomalies : iterable of StreamAnomaly
+        Onsets in s of stream time from the first sample.
+
+    Returns
+    -------
+    list of dsp.events.AdjustmentEvent
+        Kind ``"tampering"``, evidence ``"<what>: <evidence>"``, same onset, duration and score.
+    """
+    from dsp.events import AdjustmentEvent
+
+    return [AdjustmentEvent(a.onset_s, a.duration_s, "tampering", a.score, f"{a.what}: {a.evidence}")
+            for a in anomalies]
+
+
+def _is_capture(path: str) -> bool:
+    from ingest.capture import MAGIC
+
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False  # read_edf says why, in its words
+
+
 def detection_channels(rec, eeg_indices) -> list:
     """Electrode channels at the staging channels' rate: the EEG ones staged plus EOG/EMG/other EEG."""
     fs = rec.signals[eeg_indices[0]].fs
@@ -68,7 +97,8 @@ def detection_channels(rec, eeg_indices) -> list:
     return list(eeg_indices) + rest
 
 
-def detect_file(path: str, *, channel: str | None = None, authorized=(), model=None) -> DetectionReport:
+def detect_file(path: str, *, channel: str | None = None, authorized=(), model=None,
+                staging=None) -> DetectionReport:
     """Check a recording for externally injected dream adjustments.
 
     The recording is staged first (the auditory detector weighs NREM), then every detector of
@@ -78,7 +108,10 @@ def detect_file(path: str, *, channel: str | None = None, authorized=(), model=N
     Parameters
     ----------
     path : str
-        EDF/EDF+/BDF file.
+        EDF/EDF+/BDF file, or a raw capture (``.dsraw``): decoded again (as ``dreamsync convert``
+        does) and its packet stream audited (:func:`ingest.integrity.audit_capture`); stream
+        anomalies (replayed, re-sequenced or forged packets, arrivals off the sample clock) are
+        reported as tampering events.
     channel : str, optional
         EEG channel label(s) to stage from, comma-separated (see
         :func:`~dreamsync.pipeline.staging_channels`).
@@ -86,6 +119,9 @@ def detect_file(path: str, *, channel: str | None = None, authorized=(), model=N
         What the sleeper consented to (see :mod:`dreamsync.authorization`).
     model : dsp.model.StagingModel, optional
         Staging parameters; the default model if omitted.
+    staging : dsp.staging.StagingResult, optional
+        The recording already staged from the same channels (e.g. ``stage_file(path).result``):
+        used as is instead of staging again (``model`` is then ignored).
 
     Returns
     -------
@@ -105,6 +141,20 @@ def detect_file(path: str, *, channel: str | None = None, authorized=(), model=N
 
     from .pipeline import read_channels, staging_channels
 
+    if _is_capture(path):
+        import os
+        import tempfile
+
+        from ingest.integrity import audit_capture
+
+        from .pipeline import convert
+
+        with tempfile.TemporaryDirectory() as tmp:
+            converted = convert(path, os.path.join(tmp, "capture.edf"))
+            report = detect_file(converted.path, channel=channel, model=model, staging=staging)
+        events = sorted([e for e, _ in report.events] + stream_events(audit_capture(path)), key=lambda e: e.onset)
+        return DetectionReport(path, report.start, report.duration, report.fs, report.channels,
+                               authorize(events, authorized), report.stages)
     rec = read_edf(path)
     eeg, emg = staging_channels(rec, path, channel)
     rows = detection_channels(rec, eeg)
@@ -112,8 +162,9 @@ def detect_file(path: str, *, channel: str | None = None, authorized=(), model=N
     fs = rec.signals[eeg[0]].fs
     labels = [rec.labels[i] for i in rows]
     try:
-        staged = stage(data[: len(eeg)], fs, emg=rec.read(emg) if emg is not None else None,
-                       emg_fs=rec.signals[emg].fs if emg is not None else None, model=model)
+        staged = staging if staging is not None else stage(
+            data[: len(eeg)], fs, emg=rec.read(emg) if emg is not None else None,
+            emg_fs=rec.signals[emg].fs if emg is not None else None, model=model)
     except SignalError as err:
         raise SignalError(f"{path}: channels {', '.join(labels[: len(eeg)])}: {err}") from None
     events = detect_adjustments(data, fs, stages=staged.stages)

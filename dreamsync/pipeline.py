@@ -18,12 +18,12 @@ from ingest.errors import RecordingError
 # EDF+ annotation text for each stage (the Sleep-EDF convention, with AASM stage names).
 STAGE_ANNOTATION = {"W": "Sleep stage W", "N1": "Sleep stage N1", "N2": "Sleep stage N2",
                     "N3": "Sleep stage N3", "REM": "Sleep stage R"}
-DEVICES = ("auto", "sim", "cyton", "cyton-daisy", "ganglion", "muse-2", "muse-s")
+DEVICES = ("auto", "sim", "cyton", "cyton-daisy", "ganglion", "muse-2", "muse-s", "dreamsync")
 
 
 def open_device(name: str, *, speed: float = 1.0, hours: float = 8.0, seed: int | None = 0,
                 block_seconds: float | None = None, port: str | None = None, address: str | None = None,
-                capture: str | None = None, notice: Callable[[str], None] | None = None):
+                capture: str | None = None, notice: Callable[[str], None] | None = None, scenario=None):
     """Make the device called ``name`` (not yet opened).
 
     Parameters
@@ -31,7 +31,8 @@ def open_device(name: str, *, speed: float = 1.0, hours: float = 8.0, seed: int 
     name : str
         ``"sim"``: the simulated headband of ``firmware_sim`` at signal level (any speed);
         ``"cyton"``, ``"cyton-daisy"`` (serial), ``"ganglion"``, ``"muse-2"``, ``"muse-s"`` (BLE): a real
-        headband; ``"auto"``: the first real headband found (serial dongles, then BLE), else the
+        headband; ``"dreamsync"``: the emulated DreamSync band read by its BLE driver (see
+        ``scenario``); ``"auto"``: the first real headband found (serial dongles, then BLE), else the
         emulated Cyton served on a pseudo-terminal and read by the real Cyton driver.
     speed : float, optional
         Pace relative to real time for the simulator; 0 = as fast as possible.
@@ -48,6 +49,10 @@ def open_device(name: str, *, speed: float = 1.0, hours: float = 8.0, seed: int 
         Raw capture file a hardware board writes while open.
     notice : callable, optional
         Receives one line when ``auto`` falls back to the emulator.
+    scenario : dreamsync.band.BandScenario, optional
+        ``"dreamsync"`` only: what the emulated DreamSync band does tonight (vendor plan, the
+        sleeper's plan, opt-out, rogue modes); it is read by the real BLE driver through the
+        emulated bleak backend (see :mod:`dreamsync.band`).
 
     Returns
     -------
@@ -75,6 +80,10 @@ def open_device(name: str, *, speed: float = 1.0, hours: float = 8.0, seed: int 
         from ingest.boards.muse import MuseBoard
 
         return MuseBoard(**_ble_target(address), capture=capture)
+    if name == "dreamsync":
+        from .band import emulated_dreamsync
+
+        return emulated_dreamsync(scenario, speed=speed, hours=hours, seed=seed, capture=capture)
     return _auto_device(speed=speed, hours=hours, seed=seed, capture=capture, notice=notice)
 
 
@@ -96,10 +105,14 @@ def _auto_device(*, speed, hours, seed, capture, notice):
         return CytonBoard(ports[0], capture=capture)
     try:
         nearby = discover(timeout=3.0)
-        ble = "no Muse or Ganglion advertising"
+        ble = "no Muse, Ganglion or DreamSync advertising"
     except DeviceError as err:
         nearby, ble = [], str(err).split(": ", 1)[-1]
     for name, address in nearby:
+        if name.startswith("DreamSync"):
+            from ingest.boards.dreamsync import DreamSyncBoard
+
+            return DreamSyncBoard(address=address, capture=capture)
         if name.startswith("Muse"):
             from ingest.boards.muse import MuseBoard
 
@@ -120,7 +133,10 @@ def _auto_device(*, speed, hours, seed, capture, notice):
             super()._close()
             sim.stop()
 
-    return EmulatedCyton(port, capture=capture)
+    board = EmulatedCyton(port, capture=capture)
+    if speed != 1.0:  # served faster than real time: arrival times say nothing of the board's clock
+        board.audit_options = {"check_timing": False}
+    return board
 
 
 @dataclass
@@ -184,14 +200,15 @@ def _cut(block, n: int):
                        block.data[:, :n], block.host_time, block.lost_before)
 
 
-def convert(source: str, out: str) -> RecordingSummary:
+def convert(source: str, out: str, on_block: Callable | None = None) -> RecordingSummary:
     """Rewrite a raw capture (decoded again) or an EDF/EDF+/BDF file as EDF+, gaps marked.
 
-    A capture cut short by a crash is converted up to its last complete record.
+    A capture cut short by a crash is converted up to its last complete record. ``on_block`` is
+    called with each block converted (e.g. to show progress).
     """
     from ingest.replay import open_recording
 
-    return record(open_recording(source, speed=0.0), out)
+    return record(open_recording(source, speed=0.0), out, on_block=on_block)
 
 
 @dataclass(frozen=True)
@@ -240,11 +257,16 @@ class LiveSession:
     authorized : sequence of dreamsync.authorization.AuthorizedWindow, optional
         What the sleeper consented to, in s from the session's first sample.
     detect : bool
-        Run the adjustment detectors on every electrode channel (default True).
+        Run the adjustment detectors on every electrode channel (default True), and raise the
+        stream audit's anomalies of a board or capture as tampering alarms.
+    on_block : callable, optional
+        Called with each :class:`ingest.stream.SampleBlock` (cut at ``duration``) before it is
+        staged: to record it, show its quality or forward it.
     """
 
     def __init__(self, device, on_epoch: Callable[[LiveEpoch], None] | None = None, duration: float | None = None,
-                 on_adjustment: Callable | None = None, authorized=(), detect: bool = True):
+                 on_adjustment: Callable | None = None, authorized=(), detect: bool = True,
+                 on_block: Callable | None = None):
         from dsp.staging import LiveStager
 
         self.device = device
@@ -267,6 +289,7 @@ class LiveSession:
             self._monitor = AdjustmentMonitor(device.fs, len(self._electrodes))
         self.on_adjustment = on_adjustment or (lambda event, authorized: None)
         self.authorized = list(authorized)
+        self.on_block = on_block
 
     def run(self) -> LiveSummary:
         """Start the device and stage until it ends, ``duration`` is reached or ``stop()`` is called."""
@@ -277,6 +300,8 @@ class LiveSession:
             data = block.data
             if self._limit is not None:
                 data = data[:, : max(0, self._limit - block.first_index)]
+            if self.on_block is not None and data.shape[1]:
+                self.on_block(block if data.shape[1] == block.n_samples else _cut(block, data.shape[1]))
             if block.lost_before:
                 self._report(self._stager.push_gap(block.lost_before))
                 self.summary.samples_lost += block.lost_before
@@ -285,6 +310,10 @@ class LiveSession:
             self._report(self._stager.push(data[self._eeg], data[self._emg] if self._emg else None))
             if self._monitor is not None:
                 self._alarm(self._monitor.push(data[self._electrodes]))
+                if hasattr(self.device, "stream_alarms"):  # packets replayed, re-sequenced, forged
+                    from .detection import stream_events
+
+                    self._alarm(stream_events(self.device.stream_alarms()))
             self.summary.samples += data.shape[1]
             if self._limit is not None and block.end_index >= self._limit:
                 break
@@ -640,7 +669,32 @@ def read_channels(rec, indices) -> np.ndarray:
     return out
 
 
-def stage_file(path: str, *, channel: str | None = None, model=None) -> StagedRecording:
+class _ProgressReader:
+    """A signal reader (``ingest.edf.SignalReader``) that reports how far reads have got: the share
+    of the samples up to the furthest ``[row, start:stop]`` read so far, to ``progress``."""
+
+    def __init__(self, reader, progress: Callable[[float], None]):
+        self._reader, self._progress = reader, progress
+        self.shape, self.ndim = reader.shape, 2
+        self._furthest = 0
+
+    def __getitem__(self, key):
+        out = self._reader[key]
+        stop = key[1].stop if isinstance(key, tuple) and len(key) == 2 and isinstance(key[1], slice) else None
+        if stop is not None and stop > self._furthest and self.shape[1]:
+            self._furthest = min(int(stop), self.shape[1])
+            self._progress(self._furthest / self.shape[1])
+        return out
+
+    def __getattr__(self, name):  # fs, dtype, __array__ (reading everything) and the rest: the reader's
+        return getattr(self._reader, name)
+
+    def __array__(self, *args, **kwargs):
+        return self._reader.__array__(*args, **kwargs)
+
+
+def stage_file(path: str, *, channel: str | None = None, model=None,
+               progress: Callable[[float], None] | None = None) -> StagedRecording:
     """Stage an EDF/EDF+/BDF recording offline.
 
     Parameters
@@ -653,6 +707,8 @@ def stage_file(path: str, *, channel: str | None = None, model=None) -> StagedRe
         when the file has one.
     model : dsp.model.StagingModel, optional
         Staging parameters, e.g. from ``dreamsync train``; the default model if omitted.
+    progress : callable, optional
+        Called with the share (0..1) of the EEG read and analysed so far, as the stager goes.
 
     Raises
     ------
@@ -660,7 +716,16 @@ def stage_file(path: str, *, channel: str | None = None, model=None) -> StagedRe
         Unreadable file, or no EEG channel / no such channel.
     dsp.errors.SignalError
         Recording too short or sampled too slowly to stage.
+
+    Notes
+    -----
+    The first call in a process loads the stager (numba and its compiled kernels) with the garbage
+    collector paused, then freezes the objects alive at that point (:func:`gc.freeze`): the
+    collector no longer walks them, so reference cycles among them are never collected.
     """
+    import gc
+    import sys
+
     from dsp.errors import SignalError
     from ingest.edf import read_edf
 
@@ -670,14 +735,24 @@ def stage_file(path: str, *, channel: str | None = None, model=None) -> StagedRe
     eeg, emg = staging_channels(rec, path, channel)
     rec.close()
     labels = rec.labels
-    from dsp.staging import stage
-
+    # The first call imports numba and loads its cached kernels: tens of thousands of objects that
+    # live as long as the process, which the cyclic garbage collector would walk again and again (a
+    # tenth of a second). It pauses meanwhile, and what was made is then frozen out of its way.
+    pause = gc.isenabled() and "dsp.staging" not in sys.modules
+    if pause:
+        gc.disable()
     try:  # the stager reads the signals a chunk at a time: memory stays small for any length
-        result = stage(rec.reader(eeg), rec.signals[eeg[0]].fs,
+        from dsp.staging import stage
+
+        reader = rec.reader(eeg) if progress is None else _ProgressReader(rec.reader(eeg), progress)
+        result = stage(reader, rec.signals[eeg[0]].fs,
                        emg=rec.reader([emg]) if emg is not None else None,
                        emg_fs=rec.signals[emg].fs if emg is not None else None, model=model)
     except SignalError as err:
         raise SignalError(f"{path}: channels {', '.join(labels[i] for i in eeg)}: {err}") from None
     finally:
+        if pause:
+            gc.freeze()
+            gc.enable()
         rec.close()
     return StagedRecording(result, rec.start, [labels[i] for i in eeg], labels[emg] if emg is not None else None)

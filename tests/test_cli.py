@@ -114,7 +114,7 @@ def test_bad_option_values_exit_2():
 
 
 def test_live_prints_an_epoch_per_line_and_a_summary():
-    res = run_cli("live", "--device", "sim", "--speed", "max", "--duration", "5m", "--seed", "1")
+    res = run_cli("live", "--device", "sim", "--speed", "max", "--duration", "5m", "--seed", "1", "--no-record")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
     epochs = [ln.split() for ln in lines if ln[:2].isdigit()]
@@ -126,7 +126,7 @@ def test_live_prints_an_epoch_per_line_and_a_summary():
 
 
 def test_ctrl_c_ends_live_cleanly_with_a_summary():
-    proc = subprocess.Popen([sys.executable, "-m", "dreamsync", "live", "--device", "sim", "--speed", "120"],
+    proc = subprocess.Popen([sys.executable, "-m", "dreamsync", "live", "--device", "sim", "--speed", "120", "--no-record"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     seen = []
     deadline = time.monotonic() + 120
@@ -277,11 +277,16 @@ def test_ctrl_c_ends_a_recording_and_keeps_what_was_recorded(tmp_path):
     out = tmp_path / "cut.edf"
     proc = subprocess.Popen([sys.executable, "-m", "dreamsync", "record", "--device", "sim", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    time.sleep(3.0)
+    spool = tmp_path / "cut.edf.spool"
+    deadline = time.monotonic() + 60.0
+    # a loaded machine may take seconds to start: interrupt once samples are being spooled
+    while time.monotonic() < deadline and not (spool.exists() and spool.stat().st_size > 0):
+        time.sleep(0.2)
+    time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "Traceback" not in stderr, stderr
-    assert read_edf(out).duration >= 1.0 and "recorded" in stdout
+    assert read_edf(out).duration >= 1.0 and "recorded" in stdout and not spool.exists()
 
 
 def test_replay_stages_a_recording_like_live(simulated):
