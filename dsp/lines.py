@@ -1487,10 +1487,19 @@ def _dc_plateaus(x, valid, fs, baseline=None):
         level = float(np.median(plateau) - np.median(flanks))
         # a current shifts a living signal; an electrode that failed (railed at the ADC limit,
         # or disconnected) is a "plateau" with no signal on it
-        # (the median of the blocks' SDs: a few blocks of signal at a still open end do not count)
-        seg = x[(b1 + guard) * block_n: (b2 - guard if b2 < m.size else m.size) * block_n]
-        blocks = seg[: seg.size // block_n * block_n].reshape(-1, block_n)
-        if blocks.shape[0] == 0 or float(np.median(blocks.std(axis=1))) < FLAT_UV:
+        # (the median of the blocks' SDs over their valid samples: lost samples and a few blocks of
+        # signal at a still open end do not count)
+        a, b = (b1 + guard) * block_n, (b2 - guard if b2 < m.size else m.size) * block_n
+        b = a + max(0, b - a) // block_n * block_n
+        blocks = x[a:b].reshape(-1, block_n).astype(np.float64)
+        ok = (valid[a:b] if valid is not None and valid.size else np.ones(b - a, dtype=bool)).reshape(-1, block_n)
+        n = ok.sum(axis=1)
+        full = n >= block_n // 2
+        if not full.any():
+            return None
+        mean = (blocks * ok).sum(axis=1) / np.maximum(n, 1)
+        sd = np.sqrt((((blocks - mean[:, None]) ** 2) * ok).sum(axis=1) / np.maximum(n, 1))
+        if float(np.median(sd[full])) < FLAT_UV:
             return None
         tol = max(abs(level) / 2.0, 3.0 * sigma)
         flat = (np.mean(np.abs(plateau - np.median(plateau)) <= tol) >= 0.9
