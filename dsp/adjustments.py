@@ -13,65 +13,8 @@ import dataclasses
 import numpy as np
 from numba import njit
 
+from .detector_input import as_detector_input
 from .events import AdjustmentEvent, merge_events
-
-
-def _as_input(data, valid):
-    """(channels, samples) float64 with missing samples (NaN or ``valid`` False) set to 0, and the mask.
-
-    The data are copied only when some missing sample is not already 0 (packet loss is usually
-    written as 0), so a night is not duplicated in memory for nothing.
-    """
-    x = np.asarray(data, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2:
-        raise ValueError(f"data must be (n_channels, n_samples), got shape {np.shape(data)}")
-    if valid is None:
-        valid = np.ones(0, dtype=bool)
-    else:
-        valid = np.asarray(valid, dtype=bool)
-        if valid.shape != (x.shape[1],):
-            raise ValueError(f"valid must have shape ({x.shape[1]},), got {valid.shape}")
-    ok, dirty = usable_columns(x, valid)
-    if dirty:
-        x = np.where(ok, x, 0.0)
-    return x, ok
-
-
-@njit(cache=True)
-def usable_columns(x, valid):
-    """Samples where every row is finite and ``valid`` holds, and whether any other sample is not 0.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n_rows, n_samples)
-    valid : ndarray of bool, shape (n_samples,) or (0,)
-        False where a sample is missing; empty when every sample is.
-
-    Returns
-    -------
-    ok : ndarray of bool, shape (n_samples,)
-    dirty : bool
-        Some row holds a value other than 0 at a sample that is not ok (NaN counts as such).
-    """
-    n_rows, n = x.shape
-    ok = np.ones(n, dtype=np.bool_)
-    all_valid = valid.size == 0
-    dirty = False
-    for i in range(n):
-        good = all_valid or valid[i]
-        if good:
-            for r in range(n_rows):
-                if not np.isfinite(x[r, i]):
-                    good = False
-                    break
-        if not good:
-            ok[i] = False
-            for r in range(n_rows):
-                if x[r, i] != 0.0:  # NaN != 0 too
-                    dirty = True
-    return ok, dirty
 
 
 @njit(cache=True)
@@ -147,7 +90,7 @@ def detect_adjustments(data, fs: float, *, valid=None, stages=None) -> list:
     from .lines import detect_lines
     from .tampering import detect_tampering
 
-    x, ok = _as_input(data, valid)
+    x, ok = as_detector_input(data, valid)
     events = []
     for rows, usable in _channel_groups(x, fs, ok):
         part = x if len(rows) == x.shape[0] else x[rows]  # no copy of a whole night when all are healthy
@@ -246,7 +189,7 @@ class AdjustmentMonitor:
         list of AdjustmentEvent
             Alarms raised by this block (onsets in s from the first pushed sample).
         """
-        x, ok = _as_input(block, valid)
+        x, ok = as_detector_input(block, valid)
         if x.shape[0] != self.n_channels:
             raise ValueError(f"expected {self.n_channels} channels, got {x.shape[0]}")
         new: list = []

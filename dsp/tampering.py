@@ -48,6 +48,7 @@ from numba import njit
 from scipy import fft as sp_fft
 from scipy import stats
 
+from .detector_input import as_detector_input
 from .events import AdjustmentEvent
 
 #: Shortest exact copy reported as a replay, in s.
@@ -481,24 +482,6 @@ def masked_quantiles(values, use, qs):
 
 
 # ------------------------------------------------------------------------------------- helpers
-
-def _as_input(data, valid):
-    """(channels, samples) float64 with NaN set to 0, and the mask of present samples (finite and valid)."""
-    x = np.asarray(data, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2:
-        raise ValueError(f"data must be (n_channels, n_samples), got shape {np.shape(data)}")
-    ok = np.isfinite(x).all(axis=0)
-    if not ok.all():
-        x = np.where(ok, x, 0.0)  # NaN never reaches a kernel; samples marked invalid are skipped there
-    if valid is not None:
-        valid = np.asarray(valid, dtype=bool)
-        if valid.shape != (x.shape[1],):
-            raise ValueError(f"valid must have shape ({x.shape[1]},), got {valid.shape}")
-        ok &= valid
-    return x, ok
-
 
 def _check_rate(fs: float) -> float:
     if not fs >= 50:
@@ -1076,7 +1059,7 @@ def detect_tampering(data, fs: float, *, valid=None) -> list:
         changed, where the spectrum has a hole).
     """
     fs = _check_rate(fs)
-    x, ok = _as_input(data, valid)
+    x, ok = as_detector_input(data, valid)
     events = [_copy_event(a, b, lag, fs, x.shape[0]) for a, b, lag in _find_copies(x, ok, fs)]
     frames = _Frames(x, ok, fs)
     if frames.n_frames >= _MIN_FRAMES:
@@ -1201,7 +1184,7 @@ class TamperingMonitor:
         list of AdjustmentEvent
             Alarms raised by this block (onsets in s from the first pushed sample), by onset.
         """
-        x, ok = _as_input(block, valid)
+        x, ok = as_detector_input(block, valid)
         if x.shape[0] != self.n_channels:
             raise ValueError(f"expected {self.n_channels} channels, got {x.shape[0]}")
         if x.shape[1] == 0:

@@ -79,7 +79,7 @@ def test_monitor_views_show_each_alarm_in_its_latest_view():
 
 
 def test_usable_columns_and_as_input_match_numpy():
-    from dsp.adjustments import _as_input, usable_columns
+    from dsp.detector_input import as_detector_input as _as_input, usable_columns
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3, 500))
