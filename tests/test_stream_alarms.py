@@ -26,6 +26,7 @@ from ingest.boards.cyton import CytonBoard
 from ingest.boards.muse import MuseBoard
 from ingest.integrity import WHATS, StreamAnomaly
 from ingest.replay import CaptureReplay
+from test_integrity import Delayed  # a packet filter applied only from the 64th packet on
 
 #: Ordinary link faults: loss, duplicates, reordering (never an alarm).
 FAULTS = FaultSpec(loss=0.01, duplicate=0.01, reorder=0.02)
@@ -36,18 +37,6 @@ STREAM_WHATS = tuple(f"{what}: " for what in WHATS)
 def empty_registry():
     yield
     ble.clear_registry()
-
-
-class Skip:
-    """Pass the first ``after`` packets untouched (a loss in the very first chunk upsets the board's clock)."""
-
-    def __init__(self, inner, after=64):
-        self.inner, self.after, self.seen = inner, after, 0
-
-    def __call__(self, batch):
-        head = max(0, min(len(batch), self.after - self.seen))
-        self.seen += len(batch)
-        return list(batch[:head]) + (list(self.inner(batch[head:])) if head < len(batch) else [])
 
 
 def live(device, seconds):
@@ -72,7 +61,7 @@ def stream_alarms(summary):
 
 def serve_cyton(tmp_path, forger, realtime=False, seconds=40.0):
     source = SimulatedHeadband("cyton", hours=seconds / 3600 + 0.01, seed=4, fs=250)
-    faults = Skip(PacketFaults(FAULTS, seed=4))
+    faults = Delayed(PacketFaults(FAULTS, seed=4))
     firmware = CytonFirmware(source, packet_filter=chain(forger, faults) if forger else faults)
     with PtySerialServer(firmware, realtime=realtime) as server:
         board = CytonBoard(server.port, capture=tmp_path / "cyton.dsraw")
@@ -131,7 +120,7 @@ def test_cyton_in_real_time_slowed_delivery_raises_a_timing_alarm(tmp_path):
 def test_muse_through_bleak_resequenced_packets_raise_a_live_alarm(forge, tmp_path):
     """A Muse S through bleak and the emulated radio: from 10 s, every two 1-s blocks of packets are swapped."""
     source = SimulatedHeadband("muse-s", hours=0.02, seed=2, fs=256)
-    faults = {u: Skip(PacketFaults(FAULTS, seed=i)) for i, u in enumerate(mufw.EEG_UUIDS)}
+    faults = {u: Delayed(PacketFaults(FAULTS, seed=i)) for i, u in enumerate(mufw.EEG_UUIDS)}
     forgers = per_characteristic(mufw.EEG_UUIDS, mode="resequence", **MUSE, onset_s=10.0, duration_s=6.0,
                                  block_s=1.0)
     filters = {u: chain(forgers[u], faults[u]) if forge else faults[u] for u in mufw.EEG_UUIDS}
