@@ -1,20 +1,28 @@
 """Per-epoch features that sleep stages differ in, from EEG and EMG.
 
 EEG features are defined on 0.5-22 Hz, below the Nyquist frequency of every rate the stager
-accepts (>= 50 Hz). EEG is first resampled to a working rate of 50 Hz (:func:`to_working_rate`), so
-a 50-Hz and a 256-Hz recording give comparable numbers, and a 256-Hz night costs no more to stage
-than a 50-Hz one beyond the resampling.
+accepts (>= 50 Hz). EEG is first brought to a working rate of 50-64 Hz (:func:`working_rate`,
+:func:`to_working_rate`): by keeping every ``fs // 50``-th sample after an anti-alias filter when
+that lands in 50-64 Hz (256 Hz -> 51.2 Hz, 250 or 200 or 100 Hz -> 50 Hz), else by rational
+resampling to 50 Hz. Bands are in Hz, so a 50-Hz and a 256-Hz recording give comparable numbers,
+and a 256-Hz night costs little more to stage than a 50-Hz one.
 
 - ``delta_log_power``: log10 power in 0.5-4 Hz (uV^2). The only EEG feature that depends on the
   amplifier's gain and the electrode distance; the stager estimates that offset per recording.
 - ``theta_share``, ``alpha_share``, ``sigma_share``, ``beta_share``: log10 of the power in 4-8,
   8-12, 12-16 and 16-22 Hz as a share of the 0.5-22 Hz power. Shares do not depend on gain.
 - ``spectral_slope``: slope of log10 power against log10 frequency over 2-20 Hz (steeper in deeper sleep).
-- ``permutation_entropy``: of order 3 on the 0.5-22 Hz signal at 20-ms lags, 0..1 (lower in deeper sleep).
+- ``permutation_entropy``: of order 3 at the working rate's sample spacing (15.6-20 ms), 0..1 (lower
+  in deeper sleep), on the working-rate signal minus its 0.9-s triangular moving average (half
+  amplitude at 0.5 Hz, :func:`entropy_input`); the anti-alias filter bounds it above (at 50 Hz
+  native, the recording's own filters do). A finite filter of a few operations per sample, where a
+  zero-phase Butterworth band-pass cost more than all the rest of the features.
 
-:func:`working_rate_features` computes them for a whole recording a chunk of epochs at a time
-(resampling, band-pass and spectra of a chunk stay in the CPU caches, memory stays at a few MB, and
-the recording may be read from a file as it goes), equal to one pass over the whole recording.
+Spectra are Welch's, with Hann segments of about 4 s that tile the epoch (:func:`welch_seconds`).
+:func:`working_rate_features` computes the features for a whole recording a chunk of epochs at a
+time (decimation, high-pass and spectra of a chunk stay in the CPU caches, memory stays at a few
+MB, and the recording may be read from a file as it goes), equal to one pass over the whole
+recording.
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ from functools import lru_cache
 import numpy as np
 from numba import njit
 
-from .filters import design_sos, sosfiltfilt
+from .filters import moving_average_width, triangle_highpass
 from .quality import epoch_quality
-from .resample import design_polyphase, polyphase_resample, rational_factors, resample
+from .resample import (_cached_decimator, decimate, design_polyphase, fir_decimate, polyphase_resample,
+                       rational_factors, resample)
 from .spectral import band_powers, epoch_psd
 from .stages import EPOCH_SECONDS
 
@@ -35,19 +44,64 @@ EEG_FEATURES = ("delta_log_power", "theta_share", "alpha_share", "sigma_share", 
 #: Which EEG features shift with the recording's gain (log10 power: +2 log10(a) for a signal scaled by a).
 GAIN_DEPENDENT = np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
 _SLOPE_HZ = (2.0, 20.0)
-#: Rate (Hz) the EEG features are computed at.
+#: Rate (Hz) the EEG features are computed at when no integer decimation factor lands in
+#: :data:`WORKING_RATES_HZ` (:func:`working_rate`).
 WORKING_RATE_HZ = 50.0
+#: Working rates (Hz) an integer decimation factor may land in.
+WORKING_RATES_HZ = (50.0, 64.0)
+#: Welch segments of about this length (s) for the EEG spectra (0.25-Hz resolution).
+WELCH_SECONDS = 4.0
 _EEG_BANDS_HZ = np.array([[0.5, 4.0], [4.0, 8.0], [8.0, 12.0], [12.0, 16.0], [16.0, 22.0]])
-#: Band the permutation entropy is computed on (Hz), by a zero-phase 4th-order Butterworth.
-_ENTROPY_BAND_HZ = (0.5, 22.0)
+#: Below this frequency (Hz, half amplitude) the signal is removed before the permutation entropy,
+#: by a zero-phase triangular moving-average high-pass (:func:`dsp.filters.triangle_highpass`);
+#: above, the working rate's anti-alias filter bounds the band.
+_ENTROPY_HIGHPASS_HZ = 0.5
 EMG_BAND_HZ = (10.0, 100.0)
 #: Epochs whose features :func:`working_rate_features` computes at once: bounds its memory (a few
 #: MB) whatever the recording's length, and keeps the working data in the CPU caches.
 CHUNK_EPOCHS = 40
-#: Context each side of a chunk (s) for the zero-phase band-pass of the entropy feature: its
-#: slowest pole (0.9765 per sample at 50 Hz) decays by 1e-17 over 1700 samples, so chunked
-#: features equal those of one pass over the whole recording to rounding.
-CONTEXT_SECONDS = 34.0
+#: Context each side of a chunk (s) for the entropy's high-pass, which reaches 0.9 s each way: with
+#: it, chunked features equal those of one pass over the whole recording to rounding.
+CONTEXT_SECONDS = 1.0
+
+
+def working_rate(fs: float) -> tuple:
+    """The rate the EEG features of a ``fs``-Hz recording are computed at, and how it is reached.
+
+    Parameters
+    ----------
+    fs : float
+        Sample rate in Hz (>= 50).
+
+    Returns
+    -------
+    rate : float
+        Working rate in Hz: ``fs / (fs // 50)`` when that is at most 64 Hz and a 30-s epoch is a
+        whole number of its samples (e.g. 256 -> 51.2, 250 -> 50, 100 -> 50), else 50.
+    down : int
+        The integer decimation factor (1: ``fs`` itself), or 0 when the recording is resampled
+        (:func:`dsp.resample.resample`) to 50 Hz instead.
+    """
+    down = int(fs // WORKING_RATES_HZ[0])
+    n_per = EPOCH_SECONDS * fs
+    if down >= 1 and fs / down <= WORKING_RATES_HZ[1] and n_per == round(n_per) and round(n_per) % down == 0:
+        return fs / down, down
+    return WORKING_RATE_HZ, 0
+
+
+@lru_cache(maxsize=16)
+def welch_seconds(n_samples: int, fs: float) -> float:
+    """Welch segment length (s) for epochs of ``n_samples`` at ``fs``: the length nearest
+    :data:`WELCH_SECONDS` whose half-overlapping segments tile the epoch exactly (4 s at 50 Hz,
+    3.75 s at 51.2 Hz), or :data:`WELCH_SECONDS` when none does."""
+    best = None
+    for n_segments in range(1, 64):  # n_segments half-overlapping segments span (n_segments + 1) halves
+        length = 2 * n_samples / (n_segments + 1)
+        if length == int(length) and length <= n_samples:
+            seconds = length / fs
+            if best is None or abs(seconds - WELCH_SECONDS) < abs(best - WELCH_SECONDS):
+                best = seconds
+    return best if best is not None and abs(best - WELCH_SECONDS) <= 0.5 else WELCH_SECONDS
 
 
 def fill_missing(epochs: np.ndarray) -> np.ndarray:
@@ -99,7 +153,7 @@ def hold_missing(x, last):
 
 
 def to_working_rate(eeg: np.ndarray, fs: float) -> np.ndarray:
-    """EEG resampled to :data:`WORKING_RATE_HZ` for feature extraction, lost samples held.
+    """EEG at its working rate (:func:`working_rate`) for feature extraction, lost samples held.
 
     Lost samples (NaN) are replaced by the last value before them so the anti-alias filter does not
     spread them; epochs with more than a few lost samples are unscorable anyway.
@@ -113,14 +167,21 @@ def to_working_rate(eeg: np.ndarray, fs: float) -> np.ndarray:
 
     Returns
     -------
-    ndarray, shape (n_channels, ceil(n_samples * 50 / fs)), float64
+    ndarray, shape (n_channels, ceil(n_samples * rate / fs)), float64
+        ``rate`` the working rate.
     """
+    rate, down = working_rate(fs)
     rows = []
     for row in eeg:  # one channel at a time: a whole night in float64 is large
         x = np.array(row, dtype=np.float64)[None, :]
         finite = np.isfinite(x[0])
         hold_missing(x, np.array([x[0, np.argmax(finite)] if finite.any() else 0.0]))
-        rows.append(x[0] if fs == WORKING_RATE_HZ else resample(x, fs, WORKING_RATE_HZ)[0])
+        if down == 1:
+            rows.append(x[0])
+        elif down:
+            rows.append(decimate(x[0], down))
+        else:
+            rows.append(resample(x, fs, rate)[0])
     return np.array(rows)
 
 
@@ -130,7 +191,7 @@ def permutation_entropy3(epochs, delay):
 
     :func:`dsp.complexity.permutation_entropy` with ``order=3`` (same patterns, ties ranked in time
     order, same result), written out for the three-sample patterns the stager uses: each pattern is
-    counted in its own register, so the loop has no memory round trip.
+    counted in its own register, so the loop has no memory round trip and vectorises.
 
     Parameters
     ----------
@@ -150,18 +211,20 @@ def permutation_entropy3(epochs, delay):
     if n_runs < 1:
         return out
     for e in range(n_epochs):
-        x = epochs[e]
-        c0 = c1 = c2 = c3 = c4 = c5 = 0
+        row = epochs[e]
+        # a pattern's three samples from three slices: plain indices, so the loop vectorises
+        first, second, third = row[:n_runs], row[delay : delay + n_runs], row[2 * delay : 2 * delay + n_runs]
+        c0 = c1 = c2 = c3 = c4 = c5 = np.int32(0)  # 32-bit counts: twice as many per vector register
         for i in range(n_runs):
-            a, b, c = x[i], x[i + delay], x[i + 2 * delay]
+            a, b, c = first[i], second[i], third[i]
             # Lehmer code: how many later samples rank below the first, then below the second
-            code = 2 * ((b < a) + (c < a)) + (c < b)
-            c0 += code == 0
-            c1 += code == 1
-            c2 += code == 2
-            c3 += code == 3
-            c4 += code == 4
-            c5 += code == 5
+            code = 2 * (np.int32(b < a) + np.int32(c < a)) + np.int32(c < b)
+            c0 += np.int32(code == 0)
+            c1 += np.int32(code == 1)
+            c2 += np.int32(code == 2)
+            c3 += np.int32(code == 3)
+            c4 += np.int32(code == 4)
+            c5 += np.int32(code == 5)
         h = 0.0
         for count in (c0, c1, c2, c3, c4, c5):
             if count > 0:
@@ -172,36 +235,101 @@ def permutation_entropy3(epochs, delay):
 
 
 @lru_cache(maxsize=8)
-def _entropy_band(fs: float) -> np.ndarray:
-    return design_sos(fs, *_ENTROPY_BAND_HZ)
+def _entropy_width(fs: float) -> int:
+    return moving_average_width(fs, _ENTROPY_HIGHPASS_HZ)
 
 
 @lru_cache(maxsize=8)
 def _slope_design(n_freqs: int, df: float) -> tuple:
-    """Bins of the slope fit (2-20 Hz) on a grid of ``n_freqs`` bins ``df`` Hz apart, their centred
-    log10 frequencies and the sum of squares of those (the regression's denominator)."""
+    """Bins of the slope fit (2-20 Hz) on a grid of ``n_freqs`` bins ``df`` Hz apart, and their
+    log10 frequencies minus the mean of those."""
     freqs = np.arange(n_freqs) * df
-    fit = (freqs >= _SLOPE_HZ[0]) & (freqs <= _SLOPE_HZ[1])
+    fit = np.flatnonzero((freqs >= _SLOPE_HZ[0]) & (freqs <= _SLOPE_HZ[1]))
     logf = np.log10(freqs[fit])
     centred = logf - logf.mean()
-    return fit, centred, (centred ** 2).sum()
+    for a in (fit, centred):
+        a.setflags(write=False)
+    return fit, centred
+
+
+@njit(cache=True)
+def spectral_features(psd, freqs, edges, fit, centred, out):
+    """The spectral EEG features of every epoch, from its power spectrum, into ``out``.
+
+    Parameters
+    ----------
+    psd : ndarray, shape (n_epochs, n_freqs)
+        Power spectral density in uV^2/Hz on the uniform grid ``freqs``.
+    freqs : ndarray, shape (n_freqs,)
+        Frequencies in Hz, ascending, evenly spaced.
+    edges : ndarray, shape (n_bands, 2)
+        ``[low, high)`` of each band in Hz, the delta band first.
+    fit : ndarray of int, shape (n_fit,)
+        Bins of the slope fit.
+    centred : ndarray, shape (n_fit,)
+        Their log10 frequencies minus the mean of those.
+    out : ndarray, shape (n_epochs, n_bands + 1)
+        Filled with the log10 delta power (uV^2), the log10 share of each other band in the total
+        of all bands (powers by the rectangle rule, 1e-12 added to each), and the least-squares
+        slope of log10(psd + 1e-12) against log10 frequency over ``fit``.
+    """
+    n_epochs, n_freqs = psd.shape
+    n_bands = edges.shape[0]
+    df = freqs[1] - freqs[0] if n_freqs > 1 else 1.0
+    power = np.empty(n_bands)
+    spread = 0.0
+    for i in range(fit.shape[0]):
+        spread += centred[i] * centred[i]
+    for e in range(n_epochs):
+        total = 0.0
+        for b in range(n_bands):
+            p = 0.0
+            for j in range(n_freqs):
+                if freqs[j] >= edges[b, 0] and freqs[j] < edges[b, 1]:
+                    p += psd[e, j]
+            power[b] = p * df + 1e-12
+            total += power[b]
+        out[e, 0] = np.log10(power[0])
+        for b in range(1, n_bands):
+            out[e, b] = np.log10(power[b] / total)
+        # sum(centred) is 0, so the mean of log10 psd drops out of the regression's numerator
+        numerator = 0.0
+        for i in range(fit.shape[0]):
+            numerator += np.log10(psd[e, fit[i]] + 1e-12) * centred[i]
+        out[e, n_bands] = numerator / spread
 
 
 def _channel_epoch_features(epochs: np.ndarray, band: np.ndarray, fs: float) -> np.ndarray:
     """Features of one channel's epochs (n_epochs, n_samples), given the same epochs band-passed."""
-    freqs, psd = epoch_psd(epochs, fs)
-    power = band_powers(psd, freqs, _EEG_BANDS_HZ) + 1e-12
-    shares = np.log10(power / power.sum(axis=-1, keepdims=True))
-    shares[:, 0] = np.log10(power[:, 0])
-    fit, centred, spread = _slope_design(freqs.size, float(freqs[1] - freqs[0]))
-    logp = np.log10(psd[:, fit] + 1e-12)
-    slope = ((logp - logp.mean(axis=1, keepdims=True)) @ centred) / spread
-    # at the working rate, consecutive samples are 20 ms apart; keep that lag at any other rate
-    entropy = permutation_entropy3(band, max(1, int(round(fs / WORKING_RATE_HZ))))
-    return np.concatenate([shares, slope[:, None], entropy[:, None]], axis=1)
+    freqs, psd = epoch_psd(epochs, fs, welch_seconds(epochs.shape[1], fs))
+    fit, centred = _slope_design(freqs.size, float(freqs[1] - freqs[0]))
+    out = np.empty((epochs.shape[0], len(EEG_FEATURES)))
+    spectral_features(psd, freqs, _EEG_BANDS_HZ, fit, centred, out)
+    # consecutive samples at a working rate (16-20 ms apart); about 20 ms at any other rate
+    out[:, -1] = permutation_entropy3(band, max(1, int(round(fs / WORKING_RATE_HZ))))
+    return out
 
 
-def eeg_features(epochs: np.ndarray, fs: float) -> np.ndarray:
+def entropy_input(x: np.ndarray, fs: float) -> np.ndarray:
+    """The signal the permutation entropy is taken of: ``x`` without what lies below 0.5 Hz.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_samples,)
+        EEG in uV at ``fs``, finite.
+    fs : float
+        Sample rate in Hz.
+
+    Returns
+    -------
+    ndarray, shape (n_samples,), float64
+        :func:`dsp.filters.triangle_highpass` of ``x``: equal to that of a longer stretch holding
+        ``x`` except within 0.9 s of either end.
+    """
+    return triangle_highpass(np.ascontiguousarray(x, dtype=np.float64), _entropy_width(fs))
+
+
+def eeg_features(epochs: np.ndarray, fs: float, highpassed: np.ndarray | None = None) -> np.ndarray:
     """EEG features of every epoch, averaged over channels.
 
     Parameters
@@ -210,6 +338,10 @@ def eeg_features(epochs: np.ndarray, fs: float) -> np.ndarray:
         EEG in uV; NaN marks lost samples (filled for the spectrum only).
     fs : float
         Sample rate in Hz (>= 50).
+    highpassed : ndarray, shape (n_channels, n_epochs, n_samples), optional
+        The same epochs through :func:`entropy_input` with context around them (a stream's
+        previous samples, say); by default each channel's epochs are joined end to end and
+        high-passed as they are.
 
     Returns
     -------
@@ -218,10 +350,12 @@ def eeg_features(epochs: np.ndarray, fs: float) -> np.ndarray:
     """
     n_ch, n_ep, n_s = epochs.shape
     filled = fill_missing(epochs)
-    sos = _entropy_band(fs)
     out = np.empty((n_ch, n_ep, len(EEG_FEATURES)))
-    for c in range(n_ch):  # the band-pass runs over each channel's epochs joined end to end
-        band = sosfiltfilt(sos, filled[c].reshape(n_ep * n_s)).reshape(n_ep, n_s)
+    for c in range(n_ch):
+        if highpassed is None:  # the high-pass runs over the channel's epochs joined end to end
+            band = entropy_input(filled[c].reshape(n_ep * n_s), fs).reshape(n_ep, n_s)
+        else:
+            band = highpassed[c]
         out[c] = _channel_epoch_features(filled[c], band, fs)
     return out.mean(axis=0)
 
@@ -283,24 +417,30 @@ def working_rate_features(eeg, fs: float, n_epochs: int) -> tuple:
     """
     n_channels = eeg.shape[0]
     n_per = int(round(EPOCH_SECONDS * fs))
-    n_work = int(round(EPOCH_SECONDS * WORKING_RATE_HZ))
+    rate, factor = working_rate(fs)
+    n_work = int(round(EPOCH_SECONDS * rate))
     n_used = n_epochs * n_per  # the resampler sees whole epochs only; later samples count as zero
-    resampling = fs != WORKING_RATE_HZ
-    if resampling:
-        up, down = rational_factors(fs, WORKING_RATE_HZ)
-        taps, half_len = design_polyphase(up, down)
-    context = int(round(CONTEXT_SECONDS * WORKING_RATE_HZ))
+    if factor > 1:
+        taps = _cached_decimator(factor, ("kaiser", 5.0))
+        half = (taps.size - 1) // 2
+    elif factor == 0:
+        up, down = rational_factors(fs, rate)
+        poly, half_len = design_polyphase(up, down)
+    context = int(round(CONTEXT_SECONDS * rate))
     plan = []  # per chunk: its epochs, the working samples computed (with context), the input read
     for e0 in range(0, n_epochs, CHUNK_EPOCHS):
         e1 = min(n_epochs, e0 + CHUNK_EPOCHS)
         w0, w1 = max(0, e0 * n_work - context), min(n_epochs * n_work, e1 * n_work + context)
-        if resampling:  # every input sample under the filter of the first and last output
-            k0 = max(0, (w0 * down + half_len) // up - taps.shape[1] + 1)
+        # every input sample under the filter of the first and last output
+        if factor > 1:
+            k0, k1 = max(0, w0 * factor - half), min(n_used, (w1 - 1) * factor + half + 1)
+        elif factor == 0:
+            k0 = max(0, (w0 * down + half_len) // up - poly.shape[1] + 1)
             k1 = min(n_used, ((w1 - 1) * down + half_len) // up + 1)
         else:
             k0, k1 = w0, w1
         plan.append((e0, e1, w0, w1, min(k0, e0 * n_per), max(k1, e1 * n_per)))
-    sos = _entropy_band(WORKING_RATE_HZ)
+    width = _entropy_width(rate)
     features = np.empty((n_channels, n_epochs, len(EEG_FEATURES)))
     quality = np.empty((n_channels, n_epochs, 3))
     held = np.full(n_channels, np.nan)  # per channel, the value a lost sample before the chunk is held at
@@ -318,18 +458,24 @@ def working_rate_features(eeg, fs: float, n_epochs: int) -> tuple:
                 i = _finite_index(x[: plan[index + 1][4] - k0], True)
                 if i >= 0:
                     held[c] = x[i]
-            if _has_nonfinite(x):  # hold lost samples so the filters do not spread them
+            # hold lost samples so the filters do not spread them; the chunk's own epochs have
+            # been looked at by epoch_quality, only the context around them is left to look at
+            body = slice(e0 * n_per - k0, e1 * n_per - k0)
+            if (quality[c, e0:e1, 0].any() or _has_nonfinite(x[: body.start])
+                    or _has_nonfinite(x[body.stop :])):
                 x = x.astype(np.float64)[None, :]
                 hold_missing(x, start)
                 x = x[0]
-            if resampling:
-                working = polyphase_resample(x[None, :], taps, down, half_len, k0, w0, w1 - w0)[0]
+            if factor > 1:
+                working = fir_decimate(x, taps, factor, k0, w0, w1 - w0)
+            elif factor == 0:
+                working = polyphase_resample(x[None, :], poly, down, half_len, k0, w0, w1 - w0)[0]
             else:
                 working = np.asarray(x[w0 - k0 : w1 - k0], dtype=np.float64)
-            band = sosfiltfilt(sos, working)
+            band = triangle_highpass(working, width)
             keep = slice(e0 * n_work - w0, e1 * n_work - w0)
             features[c, e0:e1] = _channel_epoch_features(working[keep].reshape(e1 - e0, n_work),
-                                                         band[keep].reshape(e1 - e0, n_work), WORKING_RATE_HZ)
+                                                         band[keep].reshape(e1 - e0, n_work), rate)
     return features, quality
 
 

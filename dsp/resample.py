@@ -1,4 +1,5 @@
-"""Rational-factor resampling (e.g. 250 or 256 Hz to a 100-Hz working rate), offline and streaming.
+"""Rational-factor resampling (e.g. 250 or 256 Hz to a 100-Hz working rate), offline and streaming,
+and integer-factor decimation (e.g. 256 Hz to 51.2 Hz: every fifth sample, after an anti-alias filter).
 
 The anti-alias low-pass is the one :func:`scipy.signal.resample_poly` designs (a Kaiser-windowed
 sinc, :func:`scipy.signal.firwin`; designed here with numpy alone, so resampling does not import
@@ -7,6 +8,11 @@ sample is one dot product of the input with the filter phase that lands on it, s
 never upsampled and nothing is computed that is then thrown away. Output sample ``n`` sits at
 time ``n / fs_out`` s, the first input sample at 0 s; samples before the start (and after the end,
 for a finished signal) count as zero, as in scipy's default ``padtype="constant"``.
+
+:func:`decimate` keeps every ``down``-th sample after a shorter windowed sinc (half as long as
+resample_poly's, so a wider transition band) and computes only the kept outputs, eight at a time:
+about four times less work per output than resampling 256 Hz to 50 Hz, for a feature extractor
+that needs the band well below the new Nyquist frequency.
 """
 
 from __future__ import annotations
@@ -183,6 +189,146 @@ def polyphase_resample(x, taps, down, half_len, x_start, first_out, n_out):
                 phase -= up
                 k_hi += 1
     return y
+
+
+def design_decimator(down: int, window=("kaiser", 5.0), half_width: int = 5) -> np.ndarray:
+    """Anti-alias FIR low-pass for keeping every ``down``-th sample.
+
+    ``scipy.signal.firwin(2 * half_width * down + 1, 1 / down, window=window)``: cut-off (-6 dB) at
+    the new Nyquist frequency. The default, half the length :func:`scipy.signal.resample_poly` uses,
+    gives a transition band about 0.6 times the new Nyquist frequency wide (Kaiser 5: 50 dB stop
+    band), centred on the new Nyquist frequency.
+
+    Parameters
+    ----------
+    down : int
+        Decimation factor (>= 1); 1 gives the single tap 1 (no filtering).
+    window : str or tuple, optional
+        Window for the sinc, by default ``("kaiser", 5.0)``.
+    half_width : int, optional
+        Filter half-length in output samples, by default 5.
+
+    Returns
+    -------
+    ndarray, shape (2 * half_width * down + 1,)
+        Symmetric taps, unit gain at 0 Hz.
+    """
+    if down < 1:
+        raise ValueError(f"decimation factor must be at least 1, got {down}")
+    if down == 1:
+        return np.ones(1)
+    return windowed_sinc(2 * half_width * down + 1, 1.0 / down, window)
+
+
+#: Outputs :func:`fir_decimate` computes per pass over the taps (independent sums for the processor).
+_DECIMATE_BLOCK = 8
+
+
+@njit(cache=True, fastmath=True)  # fastmath: lets the dot products vectorise (sums reassociated)
+def fir_decimate(x, taps, down, x_start, first_out, n_out):
+    """Output samples ``first_out .. first_out + n_out - 1`` of the filtered, decimated signal.
+
+    Output ``n`` is ``sum_j taps[j] * x[n * down - half + j]`` with ``half = (len(taps) - 1) // 2``:
+    the (symmetric) filter centred on input sample ``n * down``, so output ``n`` sits at time
+    ``n * down / fs``. Eight outputs are summed side by side while the whole filter lies inside
+    ``x``; near the ends, samples outside ``x`` count as zero.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_samples,)
+        Input samples (float32 or float64) with absolute indices ``x_start .. x_start + n_samples - 1``.
+    taps : ndarray, shape (n_taps,)
+        Symmetric FIR (:func:`design_decimator`), odd length.
+    down : int
+        Decimation factor.
+    x_start : int
+        Absolute index of ``x[0]``.
+    first_out, n_out : int
+        Absolute index of the first output sample, and how many to compute.
+
+    Returns
+    -------
+    ndarray, shape (n_out,)
+        float64, in the unit of ``x``.
+    """
+    n_taps = taps.shape[0]
+    half = (n_taps - 1) // 2
+    n_in = x.shape[0]
+    y = np.empty(n_out)
+    span = (_DECIMATE_BLOCK - 1) * down + n_taps  # input samples the eight outputs reach
+    i = 0
+    while i < n_out:
+        start = (first_out + i) * down - half - x_start  # x index of the first tap's sample
+        if i + _DECIMATE_BLOCK <= n_out and start >= 0 and start + span <= n_in:
+            s0 = x[start : start + n_taps]
+            s1 = x[start + down : start + down + n_taps]
+            s2 = x[start + 2 * down : start + 2 * down + n_taps]
+            s3 = x[start + 3 * down : start + 3 * down + n_taps]
+            s4 = x[start + 4 * down : start + 4 * down + n_taps]
+            s5 = x[start + 5 * down : start + 5 * down + n_taps]
+            s6 = x[start + 6 * down : start + 6 * down + n_taps]
+            s7 = x[start + 7 * down : start + 7 * down + n_taps]
+            a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
+            for j in range(n_taps):
+                h = taps[j]
+                a0 += h * s0[j]
+                a1 += h * s1[j]
+                a2 += h * s2[j]
+                a3 += h * s3[j]
+                a4 += h * s4[j]
+                a5 += h * s5[j]
+                a6 += h * s6[j]
+                a7 += h * s7[j]
+            y[i], y[i + 1], y[i + 2], y[i + 3] = a0, a1, a2, a3
+            y[i + 4], y[i + 5], y[i + 6], y[i + 7] = a4, a5, a6, a7
+            i += _DECIMATE_BLOCK
+        else:  # near an end of x: only the taps that meet samples in x
+            lo, hi = max(0, -start), min(n_taps, n_in - start)
+            acc = 0.0
+            for j in range(lo, hi):
+                acc += taps[j] * x[start + j]
+            y[i] = acc
+            i += 1
+    return y
+
+
+def decimate(x: np.ndarray, down: int, window=("kaiser", 5.0)) -> np.ndarray:
+    """Low-pass filter (:func:`design_decimator`) and keep every ``down``-th sample of each row.
+
+    Equals ``scipy.signal.resample_poly(x, 1, down, window=design_decimator(down, window))`` (zero
+    padding at both ends) to rounding.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_rows, n_samples) or (n_samples,)
+        Signal, e.g. uV, float32 or float64, finite.
+    down : int
+        Decimation factor (>= 1).
+    window : str or tuple, optional
+        Window of the anti-alias filter, by default ``("kaiser", 5.0)``.
+
+    Returns
+    -------
+    ndarray, shape (n_rows, ceil(n_samples / down)) or 1-D likewise
+        float64, in the unit of ``x``; output ``n`` sits at input sample ``n * down``.
+    """
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    rows = np.atleast_2d(x)
+    taps = _cached_decimator(int(down), window)
+    n_out = -(-rows.shape[1] // int(down))
+    y = np.stack([fir_decimate(np.ascontiguousarray(row), taps, int(down), 0, 0, n_out) for row in rows]) \
+        if rows.shape[0] else np.zeros((0, n_out))
+    return y if x.ndim == 2 else y.reshape(-1)
+
+
+@lru_cache(maxsize=16)
+def _cached_decimator(down: int, window) -> np.ndarray:
+    """:func:`design_decimator`, once per factor and window."""
+    taps = design_decimator(down, window)
+    taps.setflags(write=False)
+    return taps
 
 
 @lru_cache(maxsize=16)

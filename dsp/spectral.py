@@ -61,31 +61,42 @@ def band_powers(psd, freqs, edges):
 
 
 @njit(cache=True, fastmath=True)
-def _welch_segments(epochs, window, step, out):
-    """Fill ``out[e, s]`` with segment ``s`` of epoch ``e`` (``len(window)`` samples from ``s * step``),
-    its mean removed and the window applied."""
+def _welch_segments(epochs, window, step, out, means):
+    """Fill ``out[e, s]`` with segment ``s`` of epoch ``e`` (``len(window)`` samples from ``s * step``)
+    times the window, and ``means[e, s]`` with the segment's mean, in one pass over the samples."""
     n_epochs, n_segments, n_per = out.shape
     for e in range(n_epochs):
+        row = epochs[e]
         for s in range(n_segments):
-            start = s * step
-            mean = 0.0
+            segment = row[s * step : s * step + n_per]
+            target = out[e, s]
+            total = 0.0
             for i in range(n_per):
-                mean += epochs[e, start + i]
-            mean /= n_per
-            for i in range(n_per):
-                out[e, s, i] = (epochs[e, start + i] - mean) * window[i]
+                v = segment[i]
+                total += v
+                target[i] = v * window[i]
+            means[e, s] = total / n_per
 
 
 @njit(cache=True, fastmath=True)
-def _mean_power(spectra, scale, out):
-    """``out[e, f]``: mean over segments of ``|spectra[e, s, f]|^2``, times ``scale``."""
+def _mean_power(spectra, means, window_low, scale, out):
+    """``out[e, f]``: mean over segments of ``|spectra[e, s, f] - means[e, s] * window_low[f]|^2``,
+    times ``scale``. ``window_low`` holds the window's spectrum at the first bins, where alone a
+    Hann window's is not 0 (``n/2`` at 0 Hz, ``-n/4`` at the next bin): subtracting the mean there
+    equals subtracting it from the samples before the window (Welch's ``detrend="constant"``),
+    without a pass over the samples to do it."""
     n_epochs, n_segments, n_freqs = spectra.shape
+    n_low = min(window_low.shape[0], n_freqs)
     for e in range(n_epochs):
         for f in range(n_freqs):
             out[e, f] = 0.0
         for s in range(n_segments):
-            for f in range(n_freqs):
-                v = spectra[e, s, f]
+            spectrum = spectra[e, s]
+            for f in range(n_low):
+                v = spectrum[f] - means[e, s] * window_low[f]
+                out[e, f] += v.real * v.real + v.imag * v.imag
+            for f in range(n_low, n_freqs):
+                v = spectrum[f]
                 out[e, f] += v.real * v.real + v.imag * v.imag
         for f in range(n_freqs):
             out[e, f] *= scale[f] / n_segments
@@ -93,17 +104,19 @@ def _mean_power(spectra, scale, out):
 
 @lru_cache(maxsize=16)
 def _welch_design(n_per: int, fs: float) -> tuple:
-    """Periodic Hann window, frequencies and one-sided density scale of ``n_per``-sample segments."""
+    """Periodic Hann window, its spectrum at 0 Hz and the first bin (the only bins where it is not 0),
+    frequencies and one-sided density scale of ``n_per``-sample segments."""
     window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_per) / n_per)
+    window_low = np.fft.fft(window)[:2].copy()
     freqs = np.fft.rfftfreq(n_per, 1.0 / fs)
     # density scaling; one-sided: every bin but 0 Hz (and Nyquist, for an even length) counts twice
     scale = np.full(freqs.size, 2.0 / (fs * (window * window).sum()))
     scale[0] /= 2.0
     if n_per % 2 == 0:
         scale[-1] /= 2.0
-    for a in (window, freqs, scale):
+    for a in (window, window_low, freqs, scale):
         a.setflags(write=False)
-    return window, freqs, scale
+    return window, window_low, freqs, scale
 
 
 def epoch_psd(epochs: np.ndarray, fs: float, window_seconds: float = 4.0):
@@ -136,16 +149,17 @@ def epoch_psd(epochs: np.ndarray, fs: float, window_seconds: float = 4.0):
     n_per = min(n, int(round(window_seconds * fs)))
     step = n_per - n_per // 2
     n_segments = (n - n_per) // step + 1
-    window, freqs, scale = _welch_design(n_per, float(fs))
+    window, window_low, freqs, scale = _welch_design(n_per, float(fs))
     psd = np.empty((n_epochs, freqs.size))
     block = min(n_epochs, _WELCH_BLOCK_EPOCHS)
     segments = _work_array("segments", (block, n_segments, n_per), np.float64)
+    means = _work_array("means", (block, n_segments), np.float64)
     spectra = _work_array("spectra", (block, n_segments, freqs.size), np.complex128)
     for a in range(0, n_epochs, _WELCH_BLOCK_EPOCHS):
         b = min(n_epochs, a + _WELCH_BLOCK_EPOCHS)
-        _welch_segments(epochs[a:b], window, step, segments[: b - a])
+        _welch_segments(epochs[a:b], window, step, segments[: b - a], means[: b - a])
         np.fft.rfft(segments[: b - a], axis=-1, out=spectra[: b - a])
-        _mean_power(spectra[: b - a], scale, psd[a:b])
+        _mean_power(spectra[: b - a], means[: b - a], window_low, scale, psd[a:b])
     return freqs, psd
 
 

@@ -1,7 +1,7 @@
 """Sleep staging that adapts to each recording without labels, offline and live.
 
 Model
-    Each 30-s epoch gives the features of :mod:`dsp.features` (at a 50-Hz working rate): the log
+    Each 30-s epoch gives the features of :mod:`dsp.features` (at a 50-64 Hz working rate): the log
     delta power, which depends on the recording's gain (amplifier, electrode distance, skull), and
     log shares of the theta, alpha, sigma and beta bands, the spectral slope and the permutation
     entropy, which do not. Each stage has a prototype (:mod:`dsp.model`): typical feature values of
@@ -40,8 +40,8 @@ import numpy as np
 from numba import njit
 
 from .errors import SignalError
-from .features import (CHUNK_EPOCHS, EEG_FEATURES, GAIN_DEPENDENT, WORKING_RATE_HZ, eeg_features,
-                       emg_log_power, to_working_rate, working_rate_features)
+from .features import (CHUNK_EPOCHS, EEG_FEATURES, GAIN_DEPENDENT, eeg_features, emg_log_power,
+                       entropy_input, to_working_rate, working_rate, working_rate_features)
 from .hmm import bank_evidence, bank_posterior, predict_and_update
 from .model import StagingModel, default_model
 from .quality import epoch_quality, scorable, unscorable_reason
@@ -59,6 +59,10 @@ NOISE_SENSITIVE = np.array([EEG_FEATURES.index(name) for name in ("beta_share", 
 #: Prior weight of "no offset", in N2 epochs: a short recording moves its offsets less.
 OFFSET_PRIOR_EPOCHS = 50.0
 MAX_EM_ITERATIONS = 20
+#: Gain hypotheses whose evidence falls this far (nats) below the best one's in the first EM pass
+#: are dropped from the later passes: they weigh under 1e-15 in the mixture unless the feature
+#: offsets moved the evidence by over 160 nats, and offsets shrunk towards 0 move it by far less.
+NEGLIGIBLE_EVIDENCE_NATS = 200.0
 
 
 @dataclass(frozen=True)
@@ -188,9 +192,13 @@ def _gain_table(values, ok, gains, coef, centre, spread):
     """Likelihood factor of the gain-dependent features for each epoch, stage and gain hypothesis.
 
     ``values`` (T, D) are the gain-dependent features, shifted by ``gain * coef`` (D,) under each of
-    the ``gains`` (J,); ``centre``, ``spread`` (K, D) the stages' prototypes and spreads. Returns the
-    table (T, K, J), scaled so its maximum over J is 1, and the log of that scale (T, K); epochs
-    that are not ``ok`` get 1 and 0 (no evidence).
+    the ``gains`` (J,), evenly spaced; ``centre``, ``spread`` (K, D) the stages' prototypes and
+    spreads. Returns the table (T, K, J), scaled so its maximum over J is 1, and the log of that
+    scale (T, K); epochs that are not ``ok`` get 1 and 0 (no evidence).
+
+    The log likelihood is a quadratic in the hypothesis' index, so from the best hypothesis outwards
+    each factor is the previous one times a ratio that itself changes by a constant factor: two
+    multiplications per entry instead of an exponential.
     """
     t_len, d_len = values.shape
     k_len, j_len = centre.shape[0], gains.shape[0]
@@ -202,16 +210,37 @@ def _gain_table(values, ok, gains, coef, centre, spread):
             continue
         for k in range(k_len):
             best = -np.inf
+            top = 0
             for j in range(j_len):
                 total = 0.0
                 for d in range(d_len):
                     z = (values[t, d] - gains[j] * coef[d] - centre[k, d]) / spread[k, d]
                     total += z * z
                 loglik[j] = -0.5 * total
-                best = max(best, loglik[j])
+                if loglik[j] > best:
+                    best, top = loglik[j], j
             peak[t, k] = best
-            for j in range(j_len):
-                table[t, k, j] = np.exp(loglik[j] - best)
+            # the quadratic's (constant) second difference, from three neighbouring hypotheses
+            if j_len < 3:
+                curvature = 0.0
+            else:
+                mid = min(max(top, 1), j_len - 2)
+                curvature = loglik[mid + 1] - 2.0 * loglik[mid] + loglik[mid - 1]
+            change = np.exp(curvature)
+            factor = 1.0
+            if top + 1 < j_len:
+                ratio = np.exp(loglik[top + 1] - best)
+                for j in range(top + 1, j_len):
+                    factor *= ratio
+                    table[t, k, j] = factor
+                    ratio *= change
+            factor = 1.0
+            if top > 0:
+                ratio = np.exp(loglik[top - 1] - best)
+                for j in range(top - 1, -1, -1):
+                    factor *= ratio
+                    table[t, k, j] = factor
+                    ratio *= change
     return table, peak
 
 
@@ -255,9 +284,14 @@ def _shared_factor(features, ok, dependent, prototypes, spread, emg, emg_weight,
     return out
 
 
+def _narrowed(bank: _GainBank, keep: np.ndarray) -> _GainBank:
+    """The bank without the hypotheses not in ``keep`` (bool, (J,))."""
+    return _GainBank(bank.gains[keep], np.ascontiguousarray(bank.table[:, :, keep]), bank.peak)
+
+
 def _bank_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z, bank: _GainBank) -> tuple:
     """Evidence-weighted forward-backward posterior over the bank of gain hypotheses, shape (T, 5),
-    and the gain of the best-supported hypothesis."""
+    the gain of the best-supported hypothesis, and each hypothesis' log evidence relative to it (J,)."""
     emg = np.zeros(len(ok)) if emg_z is None else np.clip(emg_z, -3.0, 3.0)
     factor = _shared_factor(features, ok, GAIN_DEPENDENT != 0, model.prototypes, model.spread, emg,
                             model.emg_weight, bank.peak)
@@ -269,7 +303,7 @@ def _bank_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, e
     for j in used:
         post += weights[j] * bank_posterior(factor, bank.table, model.transitions, model.initial, j)
     post /= weights[used].sum()
-    return post, float(bank.gains[int(log_evidence.argmax())])
+    return post, float(bank.gains[int(log_evidence.argmax())]), log_evidence
 
 
 @njit(cache=True)
@@ -314,8 +348,10 @@ def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray
     """Posterior over stages after estimating the recording's gain and feature offsets (EM), shape (T, 5)."""
     bank = _gain_bank(model, features, ok)
     offset = np.zeros(features.shape[1])
-    for _ in range(MAX_EM_ITERATIONS):
-        post, gain = _bank_posterior(model, features - offset, ok, emg_z, bank)
+    for iteration in range(MAX_EM_ITERATIONS):
+        post, gain, log_evidence = _bank_posterior(model, features - offset, ok, emg_z, bank)
+        if iteration == 0:  # later passes need only the hypotheses the evidence left standing
+            bank = _narrowed(bank, log_evidence > -NEGLIGIBLE_EVIDENCE_NATS)
         residual, weight = _offset_update(model, features - gain * GAIN_DEPENDENT, post, ok)
         new = _offsets(model, residual, weight)
         converged = np.abs(new - offset).max() < 1e-3
@@ -340,7 +376,8 @@ def epoch_features(eeg, fs: float) -> tuple:
     Returns
     -------
     features : ndarray, shape (n_epochs, n_features)
-        :func:`dsp.features.eeg_features`, computed at the working rate (50 Hz), averaged over channels.
+        :func:`dsp.features.eeg_features`, computed at the working rate (50-64 Hz,
+        :func:`dsp.features.working_rate`), averaged over channels.
     ok : ndarray of bool, shape (n_epochs,)
         Epochs every channel of which can be scored (see :mod:`dsp.quality`).
 
@@ -461,6 +498,7 @@ class LiveStager:
         self.model = default_model() if model is None else model
         self._log_trans = self.model.log_transitions
         self.fs = float(fs)
+        self._rate, self._down = working_rate(self.fs)
         self.n_eeg, self.n_emg = n_eeg, n_emg
         self._n_per = int(round(EPOCH_SECONDS * fs))
         self._buffer = np.empty((n_eeg + n_emg, self._n_per))
@@ -503,7 +541,7 @@ class LiveStager:
             self._filled += take
             start += take
             if self._filled == self._n_per:
-                out.append(self._stage_epoch(self._working_epoch(), *self._check_epoch(self._buffer)))
+                out.append(self._stage_epoch(*self._working_epoch(), *self._check_epoch(self._buffer)))
                 self._filled = 0
         return out
 
@@ -521,28 +559,32 @@ class LiveStager:
                 emg_power = float(emg_log_power(emg, self.fs)[0])
         return ok, emg_power
 
-    def _working_epoch(self) -> np.ndarray:
-        """The completed epoch's EEG at the working rate, shape (n_eeg, 1500).
+    def _working_epoch(self) -> tuple:
+        """The completed epoch's EEG at the working rate (:func:`dsp.features.working_rate`), shape
+        (n_eeg, 30 * rate), and the same through :func:`dsp.features.entropy_input`.
 
-        Resampled with the last second of the previous epoch before it and a mirror image of its
-        own last second after it, so the anti-alias filter has context on both sides and the stage
-        is ready at once (no waiting for the next samples); the result matches offline resampling
-        except within the filter's reach of the epoch's end.
+        Resampled with about the last second of the previous epoch before it and a mirror image of
+        its own last second after it, so the anti-alias filter and the entropy's high-pass have
+        context on both sides and the stage is ready at once (no waiting for the next samples);
+        the result matches offline except within the filters' reach of the epoch's end.
         """
         eeg = self._buffer[: self.n_eeg]
-        context = int(round(self.fs))  # 1 s: an integer number of samples at both rates
+        # about 1 s: a whole number of samples at both rates
+        context = self._down * int(round(self._rate)) if self._down else int(round(self.fs))
         mirror = eeg[:, -2 : -context - 2 : -1]
         working = to_working_rate(np.hstack([self._context, eeg, mirror]), self.fs)
-        first = int(round(self._context.shape[1] * WORKING_RATE_HZ / self.fs))
+        first = int(round(self._context.shape[1] * self._rate / self.fs))
         self._context = eeg[:, -context:].copy()
-        return working[:, first : first + int(round(EPOCH_SECONDS * WORKING_RATE_HZ))]
+        epoch = slice(first, first + int(round(EPOCH_SECONDS * self._rate)))
+        highpassed = np.stack([entropy_input(row, self._rate)[epoch] for row in working])
+        return working[:, epoch], highpassed
 
-    def _stage_epoch(self, working: np.ndarray, ok: bool, emg_power) -> EpochStage:
+    def _stage_epoch(self, working: np.ndarray, highpassed: np.ndarray, ok: bool, emg_power) -> EpochStage:
         n_bank = len(GAIN_OFFSETS)
         loglik = np.zeros((n_bank, len(STAGES)))
         emg_power = None
         if ok:
-            features = eeg_features(working[:, None, :], WORKING_RATE_HZ)
+            features = eeg_features(working[:, None, :], self._rate, highpassed[:, None, :])
             if self._gains is None:
                 self._gains = features[0, 0] + GAIN_OFFSETS
             emg_z = None

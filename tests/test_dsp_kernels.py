@@ -154,3 +154,18 @@ def test_a_model_that_explains_nothing_gets_no_weight_not_nan():
     table[10, :, 2] = 0.0  # model 2 gives epoch 10 zero likelihood in every state
     evidence = bank_evidence(factor, table, trans, init)
     assert np.exp(evidence[2]) < 1e-200 and np.all(np.isfinite(np.delete(evidence, 2)))
+
+
+@pytest.mark.parametrize("offset", [0.0, 5000.0, -2.0e5])
+@pytest.mark.parametrize("shape, fs, seconds", [((5, 1536), 51.2, 3.75), ((3, 7), 2.0, 1.0), ((2, 9), 1.0, 2.0)])
+def test_welch_removes_each_segments_mean_whatever_the_offset(offset, shape, fs, seconds):
+    """The mean is taken off in the frequency domain (the Hann window's spectrum has two one-sided
+    bins): the same as scipy's detrending of the samples, offset or not."""
+    from scipy import signal
+
+    x = np.random.default_rng(int(abs(offset)) + shape[1]).normal(offset, 25, shape)
+    freqs, psd = epoch_psd(x, fs, seconds)
+    n_per = round(seconds * fs)
+    expected_f, expected = signal.welch(x, fs, window="hann", nperseg=n_per)
+    np.testing.assert_allclose(freqs, expected_f)
+    np.testing.assert_allclose(psd, expected, rtol=1e-6, atol=1e-9 * expected.max())

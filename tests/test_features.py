@@ -8,8 +8,8 @@ from hypothesis.extra import numpy as hnp
 
 from dsp import features
 from dsp.complexity import permutation_entropy
-from dsp.features import (EEG_FEATURES, WORKING_RATE_HZ, eeg_features, permutation_entropy3, to_working_rate,
-                          working_rate_features)
+from dsp.features import (EEG_FEATURES, eeg_features, permutation_entropy3, to_working_rate, welch_seconds,
+                          working_rate, working_rate_features)
 from dsp.quality import epoch_quality
 
 
@@ -23,10 +23,11 @@ def test_order_3_permutation_entropy_is_the_general_one(x, delay):
 
 def _whole_recording(eeg, fs, n_epochs):
     """The reference: resample each whole channel, then features of all its epochs in one pass."""
-    n_per, n_work = int(round(30 * fs)), int(round(30 * WORKING_RATE_HZ))
+    rate, _ = working_rate(fs)
+    n_per, n_work = int(round(30 * fs)), int(round(30 * rate))
     used = eeg[:, : n_epochs * n_per]
     working = to_working_rate(used, fs)[:, : n_epochs * n_work]
-    feats = np.stack([eeg_features(row.reshape(1, n_epochs, n_work), WORKING_RATE_HZ) for row in working])
+    feats = np.stack([eeg_features(row.reshape(1, n_epochs, n_work), rate) for row in working])
     quality = np.stack([epoch_quality(row.reshape(n_epochs, n_per)) for row in used])
     return feats, quality
 
@@ -39,7 +40,7 @@ def _night(fs, n_epochs, seed=0):
     return np.stack([slow + rng.normal(0, 10, n), 0.5 * slow + rng.normal(0, 15, n)])
 
 
-@pytest.mark.parametrize("fs", [256.0, 100.0, 50.0])
+@pytest.mark.parametrize("fs", [256.0, 100.0, 50.0, 125.0, 80.0])
 def test_chunked_features_equal_one_pass_over_the_whole_recording(monkeypatch, fs):
     monkeypatch.setattr(features, "CHUNK_EPOCHS", 7)  # many chunk boundaries in a short recording
     eeg = _night(fs, 30)
@@ -93,3 +94,61 @@ def test_finite_sample_helpers_match_a_mask(lost, dtype):
     assert _finite_index(x, True) == (finite[-1] if finite.size else -1)
     assert _has_nonfinite(x) == bool(lost)
     assert _finite_index(x[:0], True) == -1 and not _has_nonfinite(x[:0])
+
+
+@pytest.mark.parametrize("fs, rate, down", [(256.0, 51.2, 5), (512.0, 51.2, 10), (250.0, 50.0, 5), (200.0, 50.0, 4),
+                                            (100.0, 50.0, 2), (50.0, 50.0, 1), (128.0, 64.0, 2), (125.0, 62.5, 2),
+                                            (1000.0, 50.0, 20), (80.0, 50.0, 0), (99.0, 50.0, 0)])
+def test_working_rate_is_an_integer_decimation_into_50_to_64_hz_or_resampling_to_50(fs, rate, down):
+    assert working_rate(fs) == (rate, down)
+    if down:
+        assert 50.0 <= fs / down <= 64.0 and round(30 * fs) % down == 0
+
+
+@pytest.mark.parametrize("n, fs, seconds", [(1500, 50.0, 4.0), (1536, 51.2, 3.75), (1875, 62.5, 4.0),
+                                            (1920, 64.0, 4.0)])
+def test_welch_segments_tile_the_epoch_and_last_about_four_seconds(n, fs, seconds):
+    got = welch_seconds(n, fs)
+    assert got == seconds
+    length = round(got * fs)
+    assert (2 * n) % length == 0  # half-overlapping segments end exactly at the epoch's end
+
+
+def test_features_of_the_same_eeg_agree_across_recording_rates():
+    """Bands are in Hz: a night recorded at 256 Hz (worked at 51.2 Hz) and at 200 Hz (50 Hz) gives
+    the same features within their estimation noise."""
+    seconds, out = 30 * 20, []
+    rng = np.random.default_rng(11)
+    fine = 1024.0  # a common "analog" signal: 1/f noise plus a 10-Hz rhythm
+    n = int(seconds * fine)
+    spectrum = (rng.normal(size=n // 2 + 1) + 1j * rng.normal(size=n // 2 + 1)) / np.maximum(
+        np.fft.rfftfreq(n, 1 / fine), 0.3)
+    analog = np.fft.irfft(spectrum, n)
+    analog = 40 * analog / analog.std() + 10 * np.sin(2 * np.pi * 10.0 * np.arange(n) / fine)
+    for fs in (256.0, 200.0):
+        step = int(fine // fs) if fine % fs == 0 else None
+        x = analog[::step] if step else np.interp(np.arange(int(seconds * fs)) / fs, np.arange(n) / fine, analog)
+        feats, _ = working_rate_features(x[None, :], fs, 20)
+        out.append(feats[0].mean(axis=0))
+    np.testing.assert_allclose(out[0][:5], out[1][:5], atol=0.05)  # log10 band powers and shares
+    np.testing.assert_allclose(out[0][5:], out[1][5:], atol=0.1)  # slope, entropy
+
+
+@pytest.mark.parametrize("n_per, fs", [(200, 50.0), (192, 51.2), (250, 62.5)])
+def test_spectral_features_are_log_band_powers_shares_and_the_spectral_slope(n_per, fs):
+    from dsp.features import _EEG_BANDS_HZ, _SLOPE_HZ, _slope_design, spectral_features
+
+    rng = np.random.default_rng(n_per)
+    freqs = np.fft.rfftfreq(n_per, 1 / fs)
+    psd = rng.gamma(2.0, 1.0, (6, freqs.size)) * 100 / np.maximum(freqs, 0.5) ** 2
+    psd[0, :] = 0.0  # a flat-zero spectrum stays finite
+    fit, centred = _slope_design(freqs.size, freqs[1])
+    out = np.empty((6, len(_EEG_BANDS_HZ) + 1))
+    spectral_features(psd, freqs, _EEG_BANDS_HZ, fit, centred, out)
+    df = freqs[1]
+    power = np.stack([psd[:, (freqs >= lo) & (freqs < hi)].sum(1) * df for lo, hi in _EEG_BANDS_HZ], axis=1) + 1e-12
+    in_fit = (freqs >= _SLOPE_HZ[0]) & (freqs <= _SLOPE_HZ[1])
+    slope = [np.polyfit(np.log10(freqs[in_fit]), np.log10(row[in_fit] + 1e-12), 1)[0] for row in psd]
+    np.testing.assert_allclose(out[:, 0], np.log10(power[:, 0]), rtol=1e-12)
+    np.testing.assert_allclose(out[:, 1:5], np.log10(power[:, 1:] / power.sum(1, keepdims=True)), rtol=1e-12)
+    np.testing.assert_allclose(out[:, 5], slope, rtol=1e-9, atol=1e-12)

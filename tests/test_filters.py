@@ -166,3 +166,48 @@ def test_scaled_state_is_the_unit_state_times_the_value():
     state = np.empty((4, 2))
     _scaled_state(unit, -2.5, state)
     np.testing.assert_array_equal(state, unit * -2.5)
+
+
+def _triangle_reference(x, width):
+    """x minus its convolution with a (boxcar * boxcar) triangle, after odd reflection by 2 * (width // 2)."""
+    n, pad = x.size, 2 * (width // 2)
+    left = np.minimum(np.arange(1, pad + 1), n - 1)[::-1]
+    right = np.maximum(n - 2 - np.arange(pad), 0)
+    ext = np.concatenate([2 * x[0] - x[left], x, 2 * x[-1] - x[right]])
+    triangle = np.convolve(np.ones(width) / width, np.ones(width) / width)
+    return x - np.convolve(ext, triangle, mode="valid")
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 44, 45, 46, 1000])
+@pytest.mark.parametrize("width", [1, 3, 45])
+def test_triangle_highpass_is_the_signal_minus_its_triangular_moving_average(n, width):
+    from dsp.filters import triangle_highpass
+
+    x = np.random.default_rng(n).normal(0, 30, n)
+    np.testing.assert_allclose(triangle_highpass(x, width), _triangle_reference(x, width), rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("fs", [50.0, 51.2, 62.5])
+def test_triangle_highpass_halves_the_cutoff_and_passes_the_eeg_band(fs):
+    from dsp.filters import moving_average_width, triangle_highpass
+
+    width = moving_average_width(fs, 0.5)
+    assert width % 2 == 1
+    t = np.arange(int(120 * fs)) / fs
+    mid = slice(int(10 * fs), -int(10 * fs))
+    for f_hz, low, high in ((0.05, 0.0, 0.03), (0.5, 0.4, 0.6), (2.0, 0.95, 1.06), (10.0, 0.95, 1.06)):
+        y = triangle_highpass(np.sin(2 * np.pi * f_hz * t), width)
+        gain = np.sqrt(2 * np.mean(y[mid] ** 2))
+        assert low <= gain <= high, (f_hz, gain)
+    # zero phase: a sine in the pass band comes out where it went in
+    y = triangle_highpass(np.sin(2 * np.pi * 5.0 * t), width)
+    assert np.corrcoef(y[mid], np.sin(2 * np.pi * 5.0 * t[mid]))[0, 1] > 0.999
+
+
+def test_triangle_highpass_of_a_stretch_equals_the_whole_signals_away_from_its_ends():
+    from dsp.filters import triangle_highpass
+
+    x = np.random.default_rng(9).normal(0, 30, 3000)
+    whole = triangle_highpass(x, 45)
+    part = triangle_highpass(x[1000:2000], 45)
+    np.testing.assert_allclose(part[44:-44], whole[1044:1956], rtol=0, atol=1e-10)

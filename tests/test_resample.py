@@ -134,3 +134,61 @@ def test_resampling_a_float32_signal_equals_resampling_it_in_float64():
     x = np.random.default_rng(7).normal(0, 30, (2, 5000)).astype(np.float32)
     np.testing.assert_allclose(resample(x, 256.0, 50.0), resample(x.astype(np.float64), 256.0, 50.0),
                                rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("down", [1, 2, 4, 5, 20])
+@pytest.mark.parametrize("n", [1, 9, 37, 1001])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_decimate_matches_scipy_resample_poly_with_the_same_filter(down, n, dtype):
+    from dsp.resample import decimate, design_decimator
+
+    x = np.random.default_rng(n + down).normal(0, 40, (2, n)).astype(dtype)
+    taps = design_decimator(down)
+    expected = x.astype(np.float64) if down == 1 else signal.resample_poly(x.astype(np.float64), 1, down,
+                                                                          axis=-1, window=taps)
+    y = decimate(x, down)
+    assert y.shape == expected.shape == (2, -(-n // down)) and y.dtype == np.float64
+    np.testing.assert_allclose(y, expected, rtol=0, atol=1e-12 * np.abs(x).max())
+    np.testing.assert_allclose(decimate(x[0], down), y[0], rtol=0, atol=1e-12 * np.abs(x).max())
+
+
+@pytest.mark.parametrize("down", [2, 5, 8])
+def test_decimator_is_scipys_firwin_of_half_resample_polys_length(down):
+    from dsp.resample import design_decimator
+
+    n = 10 * down + 1
+    np.testing.assert_allclose(design_decimator(down), signal.firwin(n, 1.0 / down, window=("kaiser", 5.0)),
+                               rtol=0, atol=1e-15)
+    assert design_decimator(1).tolist() == [1.0]
+    with pytest.raises(ValueError):
+        design_decimator(0)
+
+
+def test_decimating_kernel_computes_any_output_range_from_a_window_of_the_input():
+    from dsp.resample import design_decimator, fir_decimate
+
+    x = np.random.default_rng(8).normal(0, 40, 3000)
+    taps = design_decimator(5)  # 51 taps: output n reaches inputs 5 n - 25 .. 5 n + 25
+    whole = fir_decimate(x, taps, 5, 0, 0, 600)
+    part = fir_decimate(np.ascontiguousarray(x[1475:2025]), taps, 5, 1475, 300, 100)  # outputs 300..399
+    # (equal to rounding: near the ends of x outputs are summed one by one, elsewhere eight at a time)
+    np.testing.assert_allclose(part, whole[300:400], rtol=0, atol=1e-12)
+    edge = fir_decimate(np.ascontiguousarray(x[:200]), taps, 5, 0, 0, 30)  # zeros before the start
+    np.testing.assert_allclose(edge, whole[:30], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("fs_in, down", [(256.0, 5), (200.0, 4), (100.0, 2)])
+def test_decimation_keeps_the_eeg_band_and_stops_mains_that_would_alias(fs_in, down):
+    from dsp.resample import decimate
+
+    t = np.arange(int(30 * fs_in)) / fs_in
+    fs_out = fs_in / down
+    mid = slice(100, -100)
+    t_out = np.arange(-(-t.size // down)) * down / fs_in
+    for f_hz, gain in ((2.0, 1.0), (10.0, 1.0), (16.0, 1.0)):  # pass band: within 1.5 %
+        y = decimate(30.0 * np.sin(2 * np.pi * f_hz * t), down)
+        np.testing.assert_allclose(y[mid], gain * 30.0 * np.sin(2 * np.pi * f_hz * t_out[mid]), atol=0.45)
+    for f_hz in (50.0, 60.0):  # mains above the new Nyquist: folded, it would land in the EEG band
+        if f_hz < fs_in / 2 and f_hz > fs_out / 2:
+            y = decimate(30.0 * np.sin(2 * np.pi * f_hz * t), down)
+            assert np.abs(y[mid]).max() < 0.01 * 30.0

@@ -177,3 +177,34 @@ def test_staging_a_file_in_a_fresh_process_pauses_the_collector_only_while_loadi
     fresh = json.loads(done.stdout)
     assert fresh["enabled"] and fresh["frozen"] > 0
     assert fresh["doc"] == json.loads(json.dumps(stage_file(str(path)).to_json()))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gain_table_is_the_gaussian_likelihood_of_each_gain_relative_to_the_best(seed):
+    from dsp.staging import GAIN_OFFSETS, _gain_table
+
+    rng = np.random.default_rng(seed)
+    t_len, k_len = 40, 5
+    values = rng.normal(2.5, 0.6, (t_len, 1))
+    ok = rng.uniform(size=t_len) > 0.1
+    gains = 2.4 + GAIN_OFFSETS
+    centre = rng.normal(0.0, 0.5, (k_len, 1))
+    spread = rng.uniform(0.05, 0.5, (k_len, 1))  # narrow: factors far from the best underflow to 0
+    table, peak = _gain_table(values, ok, gains, np.ones(1), centre, spread)
+    loglik = -0.5 * ((values[:, None, None, 0] - gains[None, None, :] - centre[None, :, :]) / spread[None, :, :]) ** 2
+    expected_peak = loglik.max(axis=2)
+    expected = np.exp(loglik - expected_peak[:, :, None])
+    np.testing.assert_allclose(table[ok], expected[ok], rtol=1e-9, atol=1e-300)
+    np.testing.assert_allclose(peak[ok], expected_peak[ok], rtol=1e-12)
+    assert np.all(table[~ok] == 1) and np.all(peak[~ok] == 0)
+
+
+def test_dropping_hopeless_gain_hypotheses_after_the_first_pass_changes_nothing(night, monkeypatch):
+    import dsp.staging
+
+    band, data = night
+    narrowed = stage(data[:2], band.fs, emg=data[3])
+    monkeypatch.setattr(dsp.staging, "NEGLIGIBLE_EVIDENCE_NATS", np.inf)  # keep the whole bank
+    whole = stage(data[:2], band.fs, emg=data[3])
+    np.testing.assert_array_equal(narrowed.stages, whole.stages)
+    np.testing.assert_allclose(narrowed.probabilities, whole.probabilities, rtol=0, atol=1e-6)
