@@ -280,13 +280,20 @@ def spectral_features(psd, freqs, edges, fit, centred, out):
     spread = 0.0
     for i in range(fit.shape[0]):
         spread += centred[i] * centred[i]
+    first = np.zeros(n_bands, dtype=np.int64)  # each band's bins, first .. last - 1 (ascending grid)
+    last = np.zeros(n_bands, dtype=np.int64)
+    for b in range(n_bands):
+        first[b] = n_freqs
+        for j in range(n_freqs):
+            if freqs[j] >= edges[b, 0] and freqs[j] < edges[b, 1]:
+                first[b] = min(first[b], j)
+                last[b] = j + 1
     for e in range(n_epochs):
         total = 0.0
         for b in range(n_bands):
             p = 0.0
-            for j in range(n_freqs):
-                if freqs[j] >= edges[b, 0] and freqs[j] < edges[b, 1]:
-                    p += psd[e, j]
+            for j in range(first[b], last[b]):
+                p += psd[e, j]
             power[b] = p * df + 1e-12
             total += power[b]
         out[e, 0] = np.log10(power[0])
@@ -390,6 +397,17 @@ def _first_finite_value(eeg, channel: int, n_samples: int) -> float:
     return 0.0
 
 
+def _to_working(x, factor, taps, poly, down, half_len, k0, w0, w1) -> np.ndarray:
+    """Working-rate samples ``w0 .. w1 - 1`` from the input stretch ``x`` that starts at input
+    sample ``k0``: decimated by ``factor`` through ``taps``, or (``factor`` 0) resampled by the
+    polyphase filter ``poly`` (``down``, ``half_len``), or (``factor`` 1) as they are."""
+    if factor > 1:
+        return fir_decimate(x, taps, factor, k0, w0, w1 - w0)
+    if factor == 0:
+        return polyphase_resample(x[None, :], poly, down, half_len, k0, w0, w1 - w0)[0]
+    return np.asarray(x[w0 - k0 : w1 - k0], dtype=np.float64)
+
+
 def working_rate_features(eeg, fs: float, n_epochs: int) -> tuple:
     """Features and native-rate quality of each channel's first ``n_epochs`` 30-s epochs.
 
@@ -420,6 +438,8 @@ def working_rate_features(eeg, fs: float, n_epochs: int) -> tuple:
     rate, factor = working_rate(fs)
     n_work = int(round(EPOCH_SECONDS * rate))
     n_used = n_epochs * n_per  # the resampler sees whole epochs only; later samples count as zero
+    taps = poly = None
+    up = down = half_len = half = 0
     if factor > 1:
         taps = _cached_decimator(factor, ("kaiser", 5.0))
         half = (taps.size - 1) // 2
@@ -449,7 +469,6 @@ def working_rate_features(eeg, fs: float, n_epochs: int) -> tuple:
             x = np.asarray(eeg[c, k0:k1])
             if x.dtype not in (np.float32, np.float64):
                 x = x.astype(np.float64)
-            quality[c, e0:e1] = epoch_quality(x[e0 * n_per - k0 : e1 * n_per - k0].reshape(e1 - e0, n_per))
             if index == 0:  # leading lost samples are held at the channel's first finite value
                 i = _finite_index(x, False)
                 held[c] = x[i] if i >= 0 else _first_finite_value(eeg, c, n_used)
@@ -458,20 +477,19 @@ def working_rate_features(eeg, fs: float, n_epochs: int) -> tuple:
                 i = _finite_index(x[: plan[index + 1][4] - k0], True)
                 if i >= 0:
                     held[c] = x[i]
-            # hold lost samples so the filters do not spread them; the chunk's own epochs have
-            # been looked at by epoch_quality, only the context around them is left to look at
+            # The anti-alias filter reads the chunk first: its arithmetic hides the wait for the
+            # samples to arrive from memory, and epoch_quality then finds them in the CPU caches.
+            working = _to_working(x, factor, taps, poly, down, half_len, k0, w0, w1)
             body = slice(e0 * n_per - k0, e1 * n_per - k0)
+            quality[c, e0:e1] = epoch_quality(x[body].reshape(e1 - e0, n_per))
+            # lost samples are held so the filters do not spread them, and the chunk filtered
+            # again: the chunk's own epochs have been looked at by epoch_quality, only the context
+            # around them is left to look at
             if (quality[c, e0:e1, 0].any() or _has_nonfinite(x[: body.start])
                     or _has_nonfinite(x[body.stop :])):
                 x = x.astype(np.float64)[None, :]
                 hold_missing(x, start)
-                x = x[0]
-            if factor > 1:
-                working = fir_decimate(x, taps, factor, k0, w0, w1 - w0)
-            elif factor == 0:
-                working = polyphase_resample(x[None, :], poly, down, half_len, k0, w0, w1 - w0)[0]
-            else:
-                working = np.asarray(x[w0 - k0 : w1 - k0], dtype=np.float64)
+                working = _to_working(x[0], factor, taps, poly, down, half_len, k0, w0, w1)
             band = triangle_highpass(working, width)
             keep = slice(e0 * n_work - w0, e1 * n_work - w0)
             features[c, e0:e1] = _channel_epoch_features(working[keep].reshape(e1 - e0, n_work),

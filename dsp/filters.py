@@ -459,28 +459,3 @@ def triangle_highpass(x, width):
         if p >= 0:
             out[p] = x[p] - second * inv
     return out
-    n_ext = n + 2 * pad
-    ext = np.zeros(n_ext + 1)  # ext[1:]: the extended signal; ext[0] = 0 starts the running sum
-    for i in range(pad):  # odd reflection (clamped for signals shorter than the pad)
-        ext[pad - i] = 2.0 * x[0] - x[min(i + 1, n - 1)]
-        ext[1 + pad + n + i] = 2.0 * x[n - 1] - x[max(n - 2 - i, 0)]
-    for i in range(n):
-        ext[1 + pad + i] = x[i]
-    # Both boxcars in one loop, each running sum one addition per sample (independent chains the
-    # processor overlaps). ``first`` is the sum of extended samples q - half .. q + half; ``once``
-    # holds its means, ``width`` zeros in front; ``second`` sums the means centred on q - half.
-    inv = 1.0 / width
-    once = np.zeros(n_ext + width)
-    first = 0.0
-    for i in range(width):
-        first += ext[i]
-    second = 0.0
-    for q in range(half, n_ext - half):
-        first += ext[q + half + 1] - ext[q - half]
-        mean = first * inv
-        once[q + width] = mean
-        second += mean - once[q]
-        p = q - half - pad  # the output the second boxcar is now centred on
-        if p >= 0:
-            out[p] = x[p] - second * inv
-    return out

@@ -4,7 +4,8 @@ Offline staging uses the forward-backward pass (context in both directions); liv
 forward pass one epoch at a time (causal). Both also give the log evidence of the whole sequence,
 which the stager uses to compare hypotheses about a recording (its gain) against each other. A
 bank of such hypotheses, models that differ only in their emissions, runs side by side in linear
-scale (:func:`bank_evidence`, :func:`bank_posterior`): as fast for tens of models as for one.
+scale (:func:`bank_evidence`, :func:`bank_posterior`): as fast for tens of models as for one;
+:func:`bank_mixture_posterior` mixes the posteriors of the models that matter in one call.
 """
 
 from __future__ import annotations
@@ -301,3 +302,89 @@ def bank_posterior(factor, table, trans, init, j):
         for k in range(k_len):
             post[t, k] /= s
     return post
+
+
+@njit(cache=True)
+def bank_mixture_posterior(factor, table, trans, init, models, weights):
+    """The weighted mixture of several bank models' posteriors (:func:`bank_posterior`), in one call.
+
+    Parameters
+    ----------
+    factor, table, trans, init
+        As :func:`bank_evidence`.
+    models : ndarray of int, shape (M,)
+        The models mixed.
+    weights : ndarray, shape (M,)
+        Their weights (non-negative, not all 0; normalised here).
+
+    Returns
+    -------
+    ndarray, shape (T, K)
+        ``sum_m weights[m] * bank_posterior(..., models[m]) / sum(weights)``; each row sums to 1.
+    """
+    t_len, k_len, _ = table.shape
+    mixture = np.zeros((t_len, k_len))
+    total_weight = 0.0
+    for m in range(models.shape[0]):
+        total_weight += weights[m]
+    for m in range(models.shape[0]):
+        if k_len == 5:
+            _add_posterior_5(factor, table, trans, init, models[m], weights[m] / total_weight, mixture)
+        else:
+            post = bank_posterior(factor, table, trans, init, models[m])
+            for t in range(t_len):
+                for k in range(k_len):
+                    mixture[t, k] += weights[m] / total_weight * post[t, k]
+    return mixture
+
+
+@njit(cache=True, fastmath=True)  # fastmath: the sums over states reassociated
+def _add_posterior_5(factor, table, trans, init, j, share, mixture):
+    """``mixture += share * bank_posterior(factor, table, trans, init, j)`` written out for five
+    states (the sleep stages): the states' sums in registers instead of loops over them."""
+    t_len = table.shape[0]
+    alpha = np.empty((t_len, 5))
+    norm = np.empty(t_len)
+    t00, t01, t02, t03, t04 = trans[0, 0], trans[0, 1], trans[0, 2], trans[0, 3], trans[0, 4]
+    t10, t11, t12, t13, t14 = trans[1, 0], trans[1, 1], trans[1, 2], trans[1, 3], trans[1, 4]
+    t20, t21, t22, t23, t24 = trans[2, 0], trans[2, 1], trans[2, 2], trans[2, 3], trans[2, 4]
+    t30, t31, t32, t33, t34 = trans[3, 0], trans[3, 1], trans[3, 2], trans[3, 3], trans[3, 4]
+    t40, t41, t42, t43, t44 = trans[4, 0], trans[4, 1], trans[4, 2], trans[4, 3], trans[4, 4]
+    p0, p1, p2, p3, p4 = init[0], init[1], init[2], init[3], init[4]
+    for t in range(t_len):  # forward, scaled; p holds the predicted state probabilities
+        a0 = p0 * factor[t, 0] * table[t, 0, j]
+        a1 = p1 * factor[t, 1] * table[t, 1, j]
+        a2 = p2 * factor[t, 2] * table[t, 2, j]
+        a3 = p3 * factor[t, 3] * table[t, 3, j]
+        a4 = p4 * factor[t, 4] * table[t, 4, j]
+        c = max(a0 + a1 + a2 + a3 + a4, 1e-300)
+        norm[t] = c
+        inv = 1.0 / c
+        a0, a1, a2, a3, a4 = a0 * inv, a1 * inv, a2 * inv, a3 * inv, a4 * inv
+        alpha[t, 0], alpha[t, 1], alpha[t, 2], alpha[t, 3], alpha[t, 4] = a0, a1, a2, a3, a4
+        p0 = a0 * t00 + a1 * t10 + a2 * t20 + a3 * t30 + a4 * t40
+        p1 = a0 * t01 + a1 * t11 + a2 * t21 + a3 * t31 + a4 * t41
+        p2 = a0 * t02 + a1 * t12 + a2 * t22 + a3 * t32 + a4 * t42
+        p3 = a0 * t03 + a1 * t13 + a2 * t23 + a3 * t33 + a4 * t43
+        p4 = a0 * t04 + a1 * t14 + a2 * t24 + a3 * t34 + a4 * t44
+    b0 = b1 = b2 = b3 = b4 = 1.0
+    for t in range(t_len - 1, -1, -1):  # backward, scaled alike; the posterior mixed in on the way
+        if t < t_len - 1:
+            inv = 1.0 / norm[t + 1]
+            w0 = factor[t + 1, 0] * table[t + 1, 0, j] * b0 * inv
+            w1 = factor[t + 1, 1] * table[t + 1, 1, j] * b1 * inv
+            w2 = factor[t + 1, 2] * table[t + 1, 2, j] * b2 * inv
+            w3 = factor[t + 1, 3] * table[t + 1, 3, j] * b3 * inv
+            w4 = factor[t + 1, 4] * table[t + 1, 4, j] * b4 * inv
+            b0 = t00 * w0 + t01 * w1 + t02 * w2 + t03 * w3 + t04 * w4
+            b1 = t10 * w0 + t11 * w1 + t12 * w2 + t13 * w3 + t14 * w4
+            b2 = t20 * w0 + t21 * w1 + t22 * w2 + t23 * w3 + t24 * w4
+            b3 = t30 * w0 + t31 * w1 + t32 * w2 + t33 * w3 + t34 * w4
+            b4 = t40 * w0 + t41 * w1 + t42 * w2 + t43 * w3 + t44 * w4
+        g0, g1, g2, g3, g4 = alpha[t, 0] * b0, alpha[t, 1] * b1, alpha[t, 2] * b2, alpha[t, 3] * b3, alpha[t, 4] * b4
+        scale = share / (g0 + g1 + g2 + g3 + g4)
+        mixture[t, 0] += g0 * scale
+        mixture[t, 1] += g1 * scale
+        mixture[t, 2] += g2 * scale
+        mixture[t, 3] += g3 * scale
+        mixture[t, 4] += g4 * scale

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 #: Below this SD (uV) an EEG epoch is flat: disconnected, or stuck at an amplifier rail.
 FLAT_UV = 0.25
@@ -19,11 +21,50 @@ CONTEXT_EPOCHS = 5
 MOVEMENT_G = 0.02
 
 
-@njit(cache=True, fastmath=True)
-def _sum_and_range(row):
-    """Sum, minimum and maximum of ``row``, four samples at a time (independent running values
-    keep the processor busy). Meaningful only if the sum comes out finite: a NaN or infinite
-    sample makes it NaN or infinite, and then the caller takes the careful path."""
+def _sum_and_range(row, scratch):
+    """Sum, minimum and maximum of ``row`` (1-D, float32 or float64), in one pass.
+
+    Meaningful only if the sum comes out finite: a NaN or infinite sample makes it NaN or
+    infinite, and then the caller takes the careful path. ``scratch`` is an int64 array of 2 or
+    more, reused by the caller (no allocation per epoch). Compiled code gets a kernel for the kind
+    of row (:func:`_sum_and_range_overload`); called from Python, this is numpy's sum, min and max.
+    """
+    return float(np.sum(row, dtype=np.float64)), float(np.min(row)), float(np.max(row))
+
+
+def _ordered_range_kernel(int_type, magnitude_bits):
+    """The one-pass sum and range for contiguous floats whose bit patterns are ``int_type``.
+
+    A float's bit pattern, its magnitude bits flipped when negative, read as a signed integer,
+    orders as the float does (-0 just below +0); the same flip undoes itself. Integer min/max
+    reductions vectorise, float ones (which must mind NaN) do not, and cost three times as much.
+    """
+    magnitude = int_type(magnitude_bits)
+    shift = int_type(8 * np.dtype(int_type).itemsize - 1)
+
+    def kernel(row, scratch):
+        bits = row.view(int_type)
+        total = 0.0
+        lo = magnitude
+        hi = -magnitude - int_type(1)
+        for i in range(row.shape[0]):
+            total += row[i]
+            b = bits[i]
+            key = b ^ ((b >> shift) & magnitude)
+            lo = min(lo, key)
+            hi = max(hi, key)
+        keys = scratch[:2].view(int_type)  # a float32 row's two keys fit in one int64
+        keys[0] = lo ^ ((lo >> shift) & magnitude)
+        keys[1] = hi ^ ((hi >> shift) & magnitude)
+        extremes = keys.view(row.dtype)
+        return total, float(extremes[0]), float(extremes[1])
+
+    return kernel
+
+
+def _float_range(row, scratch):
+    """The sum and range of a row of any layout, four samples at a time (independent running
+    values keep the processor busy)."""
     n = row.shape[0]
     s0 = s1 = s2 = s3 = 0.0
     l0 = l1 = l2 = l3 = h0 = h1 = h2 = h3 = row[0]
@@ -47,7 +88,24 @@ def _sum_and_range(row):
         s0 += a
         l0 = a if a < l0 else l0
         h0 = a if a > h0 else h0
-    return (s0 + s1) + (s2 + s3), min(min(l0, l1), min(l2, l3)), max(max(h0, h1), max(h2, h3))
+    return (s0 + s1) + (s2 + s3), float(min(min(l0, l1), min(l2, l3))), float(max(max(h0, h1), max(h2, h3)))
+
+
+_RANGE_KERNELS = {
+    np.float64: _ordered_range_kernel(np.int64, 0x7FFFFFFFFFFFFFFF),
+    np.float32: _ordered_range_kernel(np.int32, 0x7FFFFFFF),
+}
+
+
+@overload(_sum_and_range, jit_options={"fastmath": True})
+def _sum_and_range_overload(row, scratch):
+    """The compiled :func:`_sum_and_range`: over bit patterns for a contiguous float32 or float64
+    row, else over the floats."""
+    if isinstance(row, types.Array) and row.layout == "C":
+        for dtype, kernel in _RANGE_KERNELS.items():
+            if row.dtype == numba.from_dtype(np.dtype(dtype)):
+                return kernel
+    return _float_range
 
 
 @njit(cache=True, fastmath=True)
@@ -112,12 +170,13 @@ def epoch_quality(epochs):
     """
     n_epochs, n = epochs.shape
     out = np.zeros((n_epochs, 3))
+    scratch = np.empty(2, dtype=np.int64)
     for e in range(n_epochs):
         row = epochs[e]
         if n == 0:
             out[e, 0] = 1.0
             continue
-        total, lo, hi = _sum_and_range(row)
+        total, lo, hi = _sum_and_range(row, scratch)
         if not np.isfinite(total):  # lost or non-finite samples: count and skip them
             _careful_quality(row, out[e])
             continue

@@ -42,7 +42,7 @@ from numba import njit
 from .errors import SignalError
 from .features import (CHUNK_EPOCHS, EEG_FEATURES, GAIN_DEPENDENT, eeg_features, emg_log_power,
                        entropy_input, to_working_rate, working_rate, working_rate_features)
-from .hmm import bank_evidence, bank_posterior, predict_and_update
+from .hmm import bank_evidence, bank_mixture_posterior, predict_and_update
 from .model import StagingModel, default_model
 from .quality import epoch_quality, scorable, unscorable_reason
 from .stages import EPOCH_SECONDS, STAGES, UNSCORED
@@ -263,9 +263,12 @@ def _shared_factor(features, ok, dependent, prototypes, spread, emg, emg_weight,
     k_len = prototypes.shape[0]
     out = np.ones((t_len, k_len))
     log_norm = np.zeros(k_len)
+    precision = np.zeros((k_len, f_len))  # 1 / spread of the gain-independent features
     for k in range(k_len):
         for f in range(f_len):
             log_norm[k] += np.log(spread[k, f])
+            if not dependent[f]:
+                precision[k, f] = 1.0 / spread[k, f]
     loglik = np.empty(k_len)
     for t in range(t_len):
         if not ok[t]:
@@ -275,7 +278,7 @@ def _shared_factor(features, ok, dependent, prototypes, spread, emg, emg_weight,
             total = 0.0
             for f in range(f_len):
                 if not dependent[f]:
-                    z = (features[t, f] - prototypes[k, f]) / spread[k, f]
+                    z = (features[t, f] - prototypes[k, f]) * precision[k, f]
                     total += z * z
             loglik[k] = -0.5 * total - log_norm[k] + emg[t] * emg_weight[k] + peak[t, k]
             best = max(best, loglik[k])
@@ -298,11 +301,8 @@ def _bank_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, e
     log_evidence = bank_evidence(factor, bank.table, model.transitions, model.initial)
     weights = np.exp(log_evidence)
     weights /= weights.sum()
-    post = np.zeros(factor.shape)
     used = np.flatnonzero(weights > 1e-15)  # the rest add less than rounding to the mixture
-    for j in used:
-        post += weights[j] * bank_posterior(factor, bank.table, model.transitions, model.initial, j)
-    post /= weights[used].sum()
+    post = bank_mixture_posterior(factor, bank.table, model.transitions, model.initial, used, weights[used])
     return post, float(bank.gains[int(log_evidence.argmax())]), log_evidence
 
 

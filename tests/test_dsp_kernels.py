@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dsp.hmm import bank_evidence, bank_posterior, forward_backward, forward_filter, forward_step
+from dsp.hmm import (bank_evidence, bank_mixture_posterior, bank_posterior, forward_backward, forward_filter,
+                     forward_step)
 from dsp.quality import epoch_quality, scorable
 from dsp.spectral import band_powers, epoch_psd
 
@@ -50,6 +51,24 @@ def test_epoch_quality_matches_numpy(x):
             assert q[e, 2] == pytest.approx(extreme.mean())
         else:
             assert q[e, 1] == 0 and q[e, 2] == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=hnp.arrays(np.float64, st.tuples(st.integers(1, 3), st.integers(2, 60)),
+                    elements=st.one_of(st.floats(-1e6, 1e6), st.sampled_from([0.0, -0.0, 1.5, -1.5]))),
+       dtype=st.sampled_from([np.float64, np.float32]), strided=st.booleans())
+def test_epoch_quality_finds_the_extremes_of_any_float_rows(x, dtype, strided):
+    """The extremes are found over bit patterns for contiguous rows, over floats for strided ones:
+    both give numpy's minimum and maximum (signed zeros, ties and negative values included)."""
+    x = x.astype(dtype)
+    if strided:
+        x = np.repeat(x, 2, axis=1)[:, ::2]  # the same values, every other element of a wider array
+    q = epoch_quality(x)
+    for e, row in enumerate(x.astype(np.float64)):
+        extreme = (row == row.min()) | (row == row.max())
+        assert q[e, 2] == pytest.approx(extreme.mean())
+        assert q[e, 1] == pytest.approx(row.std(), abs=1e-6 * (1 + np.abs(row).max()))
+        assert q[e, 0] == 0.0
 
 
 def test_quality_flags_flat_clipped_and_missing_epochs():
@@ -147,6 +166,17 @@ def test_bank_of_models_matches_one_forward_backward_per_model(k, j):
         np.testing.assert_allclose(bank_posterior(factor, table, trans, init, m), post, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(evidence, np.array(expected) - max(expected), rtol=1e-9, atol=1e-8)
     assert evidence.max() == 0.0
+
+
+@pytest.mark.parametrize("k, j", [(5, 8), (3, 4)])
+def test_bank_mixture_posterior_is_the_weighted_mean_of_the_models_posteriors(k, j):
+    factor, table, trans, init = _bank(10 * k + j, 150, k, j)
+    models = np.array([0, 2, j - 1])
+    weights = np.array([0.2, 1.5, 0.3])
+    expected = sum(w * bank_posterior(factor, table, trans, init, m) for m, w in zip(models, weights))
+    got = bank_mixture_posterior(factor, table, trans, init, models, weights)
+    np.testing.assert_allclose(got, expected / weights.sum(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-12)
 
 
 def test_a_model_that_explains_nothing_gets_no_weight_not_nan():

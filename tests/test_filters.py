@@ -178,7 +178,7 @@ def _triangle_reference(x, width):
     return x - np.convolve(ext, triangle, mode="valid")
 
 
-@pytest.mark.parametrize("n", [1, 2, 5, 44, 45, 46, 1000])
+@pytest.mark.parametrize("n", [1, 2, 5, 44, 45, 46, 1000, 1001, 1003, 61441])
 @pytest.mark.parametrize("width", [1, 3, 45])
 def test_triangle_highpass_is_the_signal_minus_its_triangular_moving_average(n, width):
     from dsp.filters import triangle_highpass
