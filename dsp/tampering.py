@@ -9,7 +9,7 @@ each with its own null hypothesis:
 1. Exact duplicates (replay). The samples of one channel (the liveliest) are hashed after rounding
    their float32 value to 1/64 uV, so float32 round trips (EDF writing) change nothing.
    Content-defined anchors (samples whose hash is 0 modulo a spacing, about 8 per second) carry a
-   fingerprint of the 0.25 s that follows them; equal fingerprints at one lag are traced sample by
+   fingerprint of the 0.125 s that follows them; equal fingerprints at one lag are traced sample by
    sample, on every channel, into the exact copy. Seconds of a live signal never repeat to the
    last bit by chance, so a copy of at least :data:`MIN_COPY_S` is reported without a tuned
    threshold. Sorting the fingerprints keeps a night's search O(n log n); the live monitor keeps
@@ -21,8 +21,9 @@ each with its own null hypothesis:
    jump. A donor recording brings its own amplitude and phase; a warp moves the line to ``factor``
    times its frequency. Each frame's phasor is compared with a local reference (the median of
    1-min block medians over +-5 min); its sampling noise is measured in the neighbouring bins of
-   the same frame, so the departure over a stretch of frames is F-distributed under the null
-   (channels are averaged and a frame counts once: they share muscle and movement noise).
+   the same frame, plus the line's own wander over the night (a beat with an aliased harmonic, a
+   drifting residue), so the departure over a stretch of frames is at most F-distributed under the
+   null (channels are averaged and a frame counts once: they share muscle and movement noise).
 3. Holes under the amplifier's noise floor (splice, warp). Physiology only adds power; the lowest
    decile of each band's power over the night is the amplifier's floor. A resampled stretch (a
    donor recorded at a lower rate, a segment played slower) has nothing above its old Nyquist
@@ -30,12 +31,20 @@ each with its own null hypothesis:
    and the spectrum's shape drops off a cliff (so a quieter muscle tone does not count). Deficits
    are in units of the band power's spread, and the stretch's summed deficit is tested against a
    standard normal.
+4. The quantisation grid (splice, warp). A recording made by an ADC and stored as samples
+   (EDF's digital-to-physical map, a text export) sits on levels ``offset + k * step``; a
+   resampled, warped, cross-faded or mixed stretch does not (only about 1/16 of its values fall
+   within 1/32 of a step of a level). The grid is learnt from the values that repeat in the
+   recording (:func:`quantisation_grid`); a stretch's count of off-grid samples is tested against a
+   binomial with the recording's background rate of stray values. Signals without a grid
+   (simulated, filtered or float-processed on the way) leave this test silent.
 
-Tests 2 and 3 run over stretches of frames whose own evidence is well above its null mean and keep
+Tests 2 to 4 run over stretches of frames whose own evidence is well above its null mean and keep
 those significant at a family-wise :data:`ALPHA` per recording (Bonferroni over frames, window
-lengths, bands and channels). What survives none of them: a donor with the same rate, amplifier and
-mains (or no mains) as the recording, and a warp close to 1 that leaves no hole (played faster, or
-slower by less than a few percent); those pass unseen. Gaps (``valid`` False) never count as
+lengths, bands and channels). What survives none of them: a donor with the same rate, amplifier,
+grid (or none) and mains (or no mains) as the recording, a forgery put back on the recording's grid,
+and a warp close to 1 that leaves no hole (played faster, or slower by less than a few percent) in
+a recording without a grid; those pass unseen. Gaps (``valid`` False) never count as
 evidence: they are bridged by straight lines before spectra are taken, frames more than 10 %
 missing are not analysed, the line's phasor is scaled back to the whole frame and what the bridges
 put into its bin is counted as noise.
@@ -60,7 +69,7 @@ ALPHA = 1e-3
 
 _QUANT = 64.0  # samples are compared at 1/64 uV
 _ANCHORS_PER_S = 8.0  # mean density of content-defined anchors
-_BLOCK_S = 0.25  # length of the block each anchor fingerprints
+_BLOCK_S = 0.125  # length of the block each anchor fingerprints
 _MIN_ANCHORS = 3  # matching anchors at one lag before the copy is traced sample by sample
 _MAX_GROUP = 16  # a fingerprint seen more often than this is repetitive content, not a copy
 _MIN_VALID = 0.9  # frames with less valid data than this are not analysed
@@ -79,6 +88,12 @@ _DEEP_DB = 20.0  # ... unless it lies this far under the floor
 _DEAD_UV = 0.2  # frames with less RMS than this are a flat or railed electrode, not signal
 _LOG_LEVEL_VAR = 4.16  # variance of the log of a band's level over m bins is at most this / m
 _N_WINDOWS = 5  # window lengths a stretch could have been tested at (1-16 frames), for Bonferroni
+_GRID_TOL = 1.0 / 32.0  # a sample is on the grid when it lies within 1/32 of a step of a grid level
+_GRID_ON = 0.95  # share of the levels' spacings, and of the repeated values, that must fit one grid
+_GRID_FLOAT_ULPS = 64.0  # the step must span this many float32 ulps of the largest values (else it is round-off)
+_GRID_SAMPLES = 1 << 16  # the grid is estimated from about this many samples per channel
+_GRID_MIN_SAMPLES = 2000  # ... and at least this many
+_GRID_BACKGROUND = 1e-3  # least per-sample probability of an off-grid sample in an untouched recording
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -122,12 +137,11 @@ def sample_hashes(x):
     n = x.size
     hashes = np.empty(n, dtype=np.uint64)
     changed = np.empty(n, dtype=np.bool_)
-    previous = np.int64(0)
     for i in range(n):
         level = _level(x[i])
         hashes[i] = _mix(np.uint64(level))
-        changed[i] = i == 0 or level != previous
-        previous = level
+        # the previous level is recomputed rather than carried over, so iterations are independent
+        changed[i] = True if i == 0 else level != _level(x[i - 1])
     return hashes, changed
 
 
@@ -347,11 +361,15 @@ def tapered_frames(x, ok, taper):
         base = r * n_frame
         total = 0.0
         count = 0
-        for i in range(n_frame):
-            if ok[base + i]:
-                total += x[base + i]
-                count += 1
+        for i in range(n_frame):  # branch-free, so it vectorises (a missing sample may be anything finite)
+            present = ok[base + i]
+            total += x[base + i] if present else 0.0
+            count += present
         mean = total / count if count > 0 else 0.0
+        if count == n_frame:  # no gap: a loop without branches, which the compiler vectorises
+            for i in range(n_frame):
+                out[r, i] = (x[base + i] - mean) * taper[i]
+            continue
         i = 0
         while i < n_frame:
             if ok[base + i]:
@@ -403,44 +421,53 @@ def spectral_summaries(spectrum, band_of_bin, n_bands, line_bins, noise_offsets,
     """
     n_rows, n_bins = spectrum.shape
     n_lines = line_bins.size
+    in_band = np.flatnonzero(band_of_bin >= 0)  # bins and their bands, so the inner loop has no branch
+    band = band_of_bin[in_band]
     counts = np.zeros(n_bands)
-    for k in range(n_bins):
-        if band_of_bin[k] >= 0:
-            counts[band_of_bin[k]] += 1.0
+    for k in range(in_band.size):
+        counts[band[k]] += 1.0
     levels = np.empty((n_rows, n_bands))
     total = np.zeros(n_rows)
     phasors = np.empty((n_rows, n_lines), dtype=np.complex128)
     noise = np.zeros((n_rows, n_lines))
     near = np.empty((n_rows, n_lines, 2 * reach + 1), dtype=np.float32)
     sums = np.empty(n_bands)
+    p = np.empty(n_bins)
     buf = np.empty(noise_offsets.size)
     m = noise_offsets.size
     for r in range(n_rows):
-        sums[:] = 0.0
+        row = spectrum[r]
         for k in range(n_bins):
-            v = spectrum[r, k]
-            p = np.float64(v.real) * v.real + np.float64(v.imag) * v.imag
-            if k >= 2:
-                total[r] += p
-            if band_of_bin[k] >= 0:
-                sums[band_of_bin[k]] += p
+            re = np.float64(row[k].real)
+            im = np.float64(row[k].imag)
+            p[k] = re * re + im * im
+        t = 0.0
+        for k in range(2, n_bins):
+            t += p[k]
+        total[r] = t
+        sums[:] = 0.0
+        for k in range(in_band.size):
+            sums[band[k]] += p[in_band[k]]
         for b in range(n_bands):
             levels[r, b] = np.log(sums[b] / max(counts[b], 1.0) + 1e-20)
         for i in range(n_lines):
             k0 = line_bins[i]
-            phasors[r, i] = spectrum[r, k0]
-            for j in range(m):  # insertion sort of the noise bins' powers
-                v = spectrum[r, k0 + noise_offsets[j]]
-                p = np.float64(v.real) * v.real + np.float64(v.imag) * v.imag
-                h = j
-                while h > 0 and buf[h - 1] > p:
-                    buf[h] = buf[h - 1]
-                    h -= 1
-                buf[h] = p
-            noise[r, i] = 0.5 * (buf[(m - 1) // 2] + buf[m // 2]) if m > 0 else 0.0
+            phasors[r, i] = row[k0]
+            for j in range(m):
+                buf[j] = p[k0 + noise_offsets[j]]
+            # the median by ranks (ties broken by position): branch-free, so cheaper than sorting
+            # a few dozen values
+            middle = 0.0
+            for j in range(m):
+                v = buf[j]
+                rank = 0
+                for h in range(m):
+                    w = buf[h]
+                    rank += (w < v) | ((w == v) & (h < j))
+                middle += v if (rank == (m - 1) // 2) | (rank == m // 2) else 0.0
+            noise[r, i] = middle if m % 2 == 1 else 0.5 * middle
             for j in range(2 * reach + 1):
-                v = spectrum[r, k0 - reach + j]
-                near[r, i, j] = v.real * v.real + v.imag * v.imag
+                near[r, i, j] = p[k0 - reach + j]
     return levels, total, phasors, noise, near
 
 
@@ -472,13 +499,52 @@ def masked_quantiles(values, use, qs):
                 m += 1
         if m == 0:
             continue
-        s = np.sort(buf[:m])
         for k in range(qs.size):
             pos = qs[k] * (m - 1)
             lo = int(np.floor(pos))
-            hi = min(lo + 1, m - 1)
-            out[r, k] = s[lo] + (s[hi] - s[lo]) * (pos - lo)
+            # selection instead of a full sort: linear time for the two order statistics needed
+            s = np.partition(buf[:m], lo)
+            above = s[lo + 1:].min() if lo + 1 < m else s[lo]
+            out[r, k] = s[lo] + (above - s[lo]) * (pos - lo)
     return out
+
+
+@njit(cache=True)
+def off_grid_counts(x, ok, step, offset, tol, n_frame):
+    """Per frame, how many present samples lie off a quantisation grid, and how many are present.
+
+    A sample equal to the one before it is not counted at all: a flat run (a railed input, a
+    dropout filled with zeros but not marked) is one value, not a stretch of resampled signal.
+
+    Parameters
+    ----------
+    x : ndarray of float64, shape (n,)
+        Signal in uV.
+    ok : ndarray of bool, shape (n,)
+        False for missing samples (never counted).
+    step, offset : float
+        The grid: levels at ``offset + k * step`` uV.
+    tol : float
+        Largest distance from a level of a sample on the grid, in uV.
+    n_frame : int
+        Samples per frame; a last partial frame is left out.
+
+    Returns
+    -------
+    off, present : ndarray of int64, shape (n // n_frame,)
+        Counted samples off the grid, and counted samples (present and not a repeat).
+    """
+    n_frames = x.size // n_frame
+    off = np.zeros(n_frames, dtype=np.int64)
+    present = np.zeros(n_frames, dtype=np.int64)
+    for r in range(n_frames):
+        for i in range(r * n_frame, (r + 1) * n_frame):
+            if ok[i] and (i == 0 or x[i] != x[i - 1]):
+                present[r] += 1
+                v = (x[i] - offset) / step
+                if abs(v - np.rint(v)) * step > tol:
+                    off[r] += 1
+    return off, present
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -706,11 +772,14 @@ class _Frames:
         n_frames = n // n_frame
         used = n_frames * n_frame
         present = ok[:used].reshape(n_frames, n_frame)
-        self.usable = present.mean(axis=1) >= _MIN_VALID
+        count = np.count_nonzero(present, axis=1)
+        self.usable = count >= _MIN_VALID * n_frame
+        partial = count < n_frame
         taper = np.hanning(n_frame).astype(np.float32)
         gain = 2.0 / float(taper.sum())  # periodogram bin -> amplitude of a sinusoid in that bin
         # bridged gaps carry neither line nor noise: scale both back to the whole frame
-        coverage = float(taper.sum()) / np.maximum(present @ taper.astype(np.float64), 1e-9)
+        coverage = np.ones(n_frames)
+        coverage[partial] = float(taper.sum()) / np.maximum(present[partial] @ taper.astype(np.float64), 1e-9)
         band_of_bin, sizes = _band_bins(fs, n_frame)
         lines, offsets, reach = _line_bins(fs, n_frame)
         line_bins = np.array(list(lines.values()), dtype=np.int64)
@@ -736,7 +805,7 @@ class _Frames:
                 self.bands[c, a:b] = levels
                 self.alive[c, a:b] = power >= dead_power
                 noise /= unbias
-                holes = np.flatnonzero(~present[a:b].all(axis=1))
+                holes = np.flatnonzero(partial[a:b])
                 if holes.size:
                     # what the bridged samples put into a line's bin is not the line: an error of
                     # that size is added to the frame's noise
@@ -836,13 +905,22 @@ def _derotate(z: np.ndarray, use: np.ndarray, frame: np.ndarray, lags=(1, 30, 30
     return advance
 
 
-def _widening(ratio: np.ndarray, use: np.ndarray, noise_dof: float) -> np.ndarray:
-    """How much a real line wanders beyond its sampling noise, per row (>= 1): the 90th
-    percentile of the frames' squared departure over noise, against that of its null F(2, dof)
-    distribution. A steady line gives about 1; a mains residue whose phase drifts gives more, and
-    its departures are scaled down by as much."""
-    q90 = np.nan_to_num(_quantiles(ratio, use, (0.9,))[:, 0], nan=0.0)
-    return np.maximum(1.0, q90 / stats.f.ppf(0.9, 2.0, max(noise_dof, 1.0)))
+def _wander(deviation: np.ndarray, noise: np.ndarray, use: np.ndarray, noise_dof: float) -> np.ndarray:
+    """How much a real line wanders on its own, per row, in the units of ``noise`` (>= 0).
+
+    A frame's squared departure is its bin noise plus the line's own wander, independent of it (a
+    beat with an aliased harmonic a fraction of a Hz away, a drifting mains residue), so under the
+    null ``deviation / (noise + wander)`` should be no larger than F(2, dof). ``wander`` is the
+    least value for which neither the median nor the 90th percentile of that ratio over the frames
+    exceeds the distribution's: the larger of the p-quantiles of ``deviation / F_p - noise`` for p
+    = 0.5 and 0.9. The median matters for a beat (a departure of the same size in every frame), the
+    90th percentile for a random wander. Adding it (rather than scaling the noise) keeps frames
+    whose bin happens to be quiet from passing a wander of the usual size as a change."""
+    wander = np.zeros(deviation.shape[0])
+    for p in (0.5, 0.9):
+        excess = _quantiles(deviation / stats.f.ppf(p, 2.0, max(noise_dof, 1.0)) - noise, use, (p,))[:, 0]
+        wander = np.maximum(wander, np.nan_to_num(excess, nan=0.0))
+    return wander
 
 
 def _mains(frames: _Frames) -> dict | None:
@@ -850,8 +928,8 @@ def _mains(frames: _Frames) -> dict | None:
 
     Returns None without a line; else ``f0``, ``channels`` and, per line channel and frame,
     ``phasor`` (derotated), ``reference``, ``use``, and ``deviation`` (squared distance from the
-    reference) and ``noise`` (its expected value under the null), both in units of the channel's
-    typical noise, widened by any wandering of the line beyond its sampling noise (:func:`_widening`).
+    reference) and ``noise`` (its expected value under the null: the bin's noise plus the line's
+    own wander, :func:`_wander`), both in units of the channel's typical noise.
     """
     use = frames.usable[None, :] & frames.alive
     frame = np.arange(frames.n_frames)
@@ -864,11 +942,10 @@ def _mains(frames: _Frames) -> dict | None:
     reference = _local_reference(z.real, u, 0.5) + 1j * _local_reference(z.imag, u, 0.5)
     deviation = np.abs(z - reference) ** 2
     ok = u & np.isfinite(deviation) & (v > 0)
-    typical = np.nan_to_num(_quantiles(v, ok, (0.5,))[:, 0], nan=1.0)
-    widen = _widening(deviation / np.maximum(v, 1e-30), ok, frames.noise_dof)
-    scale = (typical * widen)[:, None]
+    scale = np.maximum(np.nan_to_num(_quantiles(v, ok, (0.5,))[:, 0], nan=1.0), 1e-30)[:, None]
+    expected = v + _wander(deviation, v, ok, frames.noise_dof)[:, None]
     return {"f0": f0, "channels": lines, "phasor": z, "reference": reference, "use": ok,
-            "deviation": np.where(ok, deviation / scale, 0.0), "noise": np.where(ok, v / scale, 0.0)}
+            "deviation": np.where(ok, deviation / scale, 0.0), "noise": np.where(ok, expected / scale, 0.0)}
 
 
 def _channel_means(deviation: np.ndarray, noise: np.ndarray, use: np.ndarray) -> tuple:
@@ -1037,6 +1114,128 @@ def _hole_events(frames: _Frames) -> list:
     return events
 
 
+# ------------------------------------------------------------------------------------- grid
+
+def quantisation_grid(values) -> tuple | None:
+    """The quantisation grid a channel's samples sit on, if they sit on one.
+
+    An ADC delivers integers; a recording stores ``offset + k * step`` uV (EDF's digital-to-physical
+    map), printed or converted with far less error than a step, so in the central 80 % of the
+    signal every level is taken again and again. Values taken more than once are the levels
+    (a resampled or mixed stretch adds values that never repeat, so it cannot hide the grid); the
+    step is their smallest common spacing, refined over the central range and then by least
+    squares over every repeated value; the offset is the median residue.
+
+    Parameters
+    ----------
+    values : array_like, shape (n,)
+        Present samples of one channel in uV (at least a few thousand, spread over the recording).
+
+    Returns
+    -------
+    (step, offset) in uV, or None: fewer than half of the central samples repeat a value
+    (continuous, filtered or float-processed signal), the levels' spacings are not multiples of
+    one step, or the step is within :data:`_GRID_FLOAT_ULPS` float32 ulps of the largest values
+    (float round-off, not an ADC).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < _GRID_MIN_SAMPLES:
+        return None
+    lo, hi = np.percentile(v, (10.0, 90.0))
+    central, counts = np.unique(v[(v >= lo) & (v <= hi)], return_counts=True)
+    repeated = counts >= 2
+    if repeated.sum() < 50 or counts[repeated].sum() < 0.5 * counts.sum():
+        return None
+    levels = central[repeated]
+    spacing = np.diff(levels)
+    step = float(np.percentile(spacing, 5.0))
+    top = float(np.percentile(np.abs(v), 99.9))
+    if not step > _GRID_FLOAT_ULPS * top * 2.0 ** -23:
+        return None
+    multiple = np.rint(spacing / step)
+    near = np.abs(spacing / step - multiple) <= 0.1
+    if near.mean() < _GRID_ON:
+        return None
+    step = float(spacing[near].sum() / multiple[near].sum())  # over the central range: about 1e-6 relative
+    every, counts = np.unique(v, return_counts=True)
+    on = every[counts >= 2]
+    base = float(levels[levels.size // 2])
+    k = np.rint((on - base) / step)
+    if np.any(k != 0):
+        step = float(np.sum((on - base) * k) / np.sum(k * k))  # over the whole range
+    offset = base + float(np.median(on - base - step * np.rint((on - base) / step)))
+    r = (on - offset) / step
+    if (np.abs(r - np.rint(r)) <= _GRID_TOL).mean() < _GRID_ON:
+        return None
+    return step, offset
+
+
+def _grid_sample(x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """About :data:`_GRID_SAMPLES` present samples of a channel, in 64 stretches spread over it."""
+    if x.size <= _GRID_SAMPLES:
+        return x[ok]
+    piece = _GRID_SAMPLES // 64
+    starts = np.linspace(0, x.size - piece, 64).astype(np.int64)
+    index = (starts[:, None] + np.arange(piece)[None, :]).ravel()
+    return x[index[ok[index]]]
+
+
+def _binomial_log_p(off, present, p0: float):
+    """-log10 P(at least ``off`` of ``present`` samples off the grid | each is with probability
+    ``p0``); scalars or arrays (0 where ``off`` is 0)."""
+    off = np.asarray(off, dtype=np.float64)
+    log_p = np.where(off > 0, -stats.binom.logsf(off - 1, present, p0) / np.log(10.0), 0.0)
+    return float(log_p) if log_p.ndim == 0 else log_p
+
+
+def _describe_grid(off: int, present: int, step: float, seconds: float, log_p: float) -> str:
+    return (f"{off} of {present} samples ({off / max(present, 1):.0%}) off the recording's {step:.4g}-uV "
+            f"quantisation grid for {seconds:.0f} s (resampled, mixed or synthesised signal), "
+            f"p < 1e-{int(min(log_p, 300))}")
+
+
+def _grid_events(x: np.ndarray, ok: np.ndarray, fs: float) -> list:
+    """Stretches whose samples left the grid the rest of the channel sits on.
+
+    Under the null every sample of an untouched recording is on its grid, up to a background rate
+    of stray values (the share off it outside candidate stretches, at least
+    :data:`_GRID_BACKGROUND`); a stretch's count of off-grid samples is tested against that
+    binomial at a family-wise :data:`ALPHA` (Bonferroni over frames, window lengths and channels).
+    Frames with fewer than half their samples present and changing (flat, railed, gaps) are not
+    analysed.
+    """
+    n_frame = _frame_len(fs)
+    grids = [quantisation_grid(_grid_sample(x[c], ok)) for c in range(x.shape[0])]
+    gridded = [c for c, g in enumerate(grids) if g is not None]
+    if not gridded:
+        return []
+    n_frames = x.shape[1] // n_frame
+    alarm = -np.log10(ALPHA / (max(n_frames, 1) * _N_WINDOWS * len(gridded)))
+    seconds = n_frame / fs
+    events = []
+    for c in gridded:
+        step, offset = grids[c]
+        off, present = off_grid_counts(x[c], ok, step, offset, _GRID_TOL * step, n_frame)
+        analysable = present >= 0.5 * n_frame  # mostly present and changing (not flat or railed)
+        off, present = np.where(analysable, off, 0), np.where(analysable, present, 0)
+        share = off / np.maximum(present, 1)
+        contributes = analysable & (share > 0.5)
+        quiet = analysable & ~contributes
+        p0 = max(_GRID_BACKGROUND, float(off[quiet].sum()) / max(float(present[quiet].sum()), 1.0))
+        clear = _binomial_log_p(off, present, p0) > 2.0
+        for a, b in _candidate_runs(contributes):
+            k, n = int(off[a:b].sum()), int(present[a:b].sum())
+            log_p = _binomial_log_p(k, n, p0)
+            if log_p <= alarm:
+                continue
+            a, b = _trim(a, b, clear & contributes)
+            k, n = int(off[a:b].sum()), int(present[a:b].sum())
+            events.append(AdjustmentEvent(a * seconds, (b - a) * seconds, "tampering", _score(log_p, alarm),
+                                          _describe_grid(k, n, step, (b - a) * seconds, log_p), (c,)))
+    return events
+
+
 # ------------------------------------------------------------------------------------- offline
 
 def detect_tampering(data, fs: float, *, valid=None) -> list:
@@ -1061,6 +1260,7 @@ def detect_tampering(data, fs: float, *, valid=None) -> list:
     fs = _check_rate(fs)
     x, ok = as_detector_input(data, valid)
     events = [_copy_event(a, b, lag, fs, x.shape[0]) for a, b, lag in _find_copies(x, ok, fs)]
+    events += _grid_events(x, ok, fs)
     frames = _Frames(x, ok, fs)
     if frames.n_frames >= _MIN_FRAMES:
         events += _mains_events(frames) + _hole_events(frames)
@@ -1078,6 +1278,7 @@ _REFRESH_FRAMES = 30  # references are recomputed every minute, frozen while an 
 _WARMUP_FRAMES = 30  # 1 min of history before floor holes are judged
 _NIGHT_FRAMES = 8 * 3600 / FRAME_S  # frames of an 8-h night, for the live multiple-comparison count
 _CLOSE_FRAMES = 3  # an alarm's stretch ends after this many frames without evidence
+_GRID_WARMUP_FRAMES = 60  # 2 min of samples to learn the quantisation grid (again after each failure)
 
 
 class _Ring:
@@ -1115,8 +1316,11 @@ class TamperingMonitor:
     advance and the local floor, 1 h for the night's floor; never the newest 32 s) over trailing
     windows of 4 to 10 s, at a family-wise :data:`ALPHA` per 8-h night. References are recomputed
     every minute, frozen while an alarm is open, and never include frames under an alarm. The
-    mains line is judged after 2 min of signal, floor holes after 1 min. Replays are looked for on
-    the channel that changes most in the first block.
+    mains line is judged after 2 min of signal, floor holes after 1 min. The quantisation grid is
+    learnt from the first 2 min (from the next 2 min again while none is found), with the share
+    of stray values in them as the background rate; each frame's off-grid samples are then tested
+    over the same trailing windows. Replays are looked for on the channel that changes most in
+    the first block.
 
     Parameters
     ----------
@@ -1164,8 +1368,13 @@ class TamperingMonitor:
         self._holes_deficit = _Ring(w, (c, nb - 1), np.float64)
         self._holes_cliff = _Ring(w, (c, 2 * nb - 3), np.float64)
         self._holes_depth = _Ring(w, (c, nb - 1), np.float64)
-        self._open = {"mains": None, "holes": None}
-        self._settled = {"mains": 0, "holes": 0}  # first frame a new alarm's window may include
+        self._open = {"mains": None, "holes": None, "grid": None}
+        self._settled = {"mains": 0, "holes": 0, "grid": 0}  # first frame a new alarm's window may include
+        # quantisation grid: learnt from the first 2 min (retried on the next 2 min while none is found)
+        self._grid = None
+        self._grid_values: list = []
+        self._grid_counts = _Ring(w, (c, 2), np.int64)  # off-grid and present samples per channel
+        self._grid_alarm = -np.log10(ALPHA / (_NIGHT_FRAMES * len(_LIVE_WINDOWS) * c))
         self._mains_alarm = -np.log10(ALPHA / (_NIGHT_FRAMES * len(_LIVE_WINDOWS)))
         self._hole_z = float(stats.norm.isf(ALPHA / (_NIGHT_FRAMES * len(_LIVE_WINDOWS) * (nb - 1) * c)))
 
@@ -1248,6 +1457,7 @@ class TamperingMonitor:
 
     def _push_frames(self, x: np.ndarray, ok: np.ndarray) -> list:
         fr = _Frames(x, ok, self.fs)
+        counts = self._learn_grid(x, ok)
         raised = []
         for j in range(fr.n_frames):
             use = fr.usable[j] & fr.alive[:, j]
@@ -1264,6 +1474,7 @@ class TamperingMonitor:
                     self._holes_ref = self._holes_reference()
             raised += self._mains_frame(fr, j, use)
             raised += self._holes_frame(fr, j, use)
+            raised += self._grid_frame(counts[:, j])
             if any(alarm is not None for alarm in self._open.values()):
                 # a frame under an open alarm never enters a reference
                 self._use.data[(self._use.count - 1) % len(self._use.data)] = False
@@ -1316,10 +1527,9 @@ class TamperingMonitor:
         ul, vl = ul[:, -_REFERENCE_FRAMES:], vl[:, -_REFERENCE_FRAMES:]
         reference = _quantiles(zd.real, ul, (0.5,))[:, 0] + 1j * _quantiles(zd.imag, ul, (0.5,))[:, 0]
         typical = np.nan_to_num(_quantiles(vl, ul, (0.5,))[:, 0], nan=1.0)
-        ratio = np.abs(zd - reference[:, None]) ** 2 / np.maximum(vl, 1e-30)
-        widen = _widening(ratio, ul, self._probe.noise_dof)
+        wander = _wander(np.abs(zd - reference[:, None]) ** 2, vl, ul, self._probe.noise_dof)
         return {"f0": f0, "channels": lines, "advance": advance, "reference": reference,
-                "scale": np.maximum(typical * widen, 1e-30)}
+                "scale": np.maximum(typical, 1e-30), "wander": wander}
 
     def _mains_frame(self, fr: _Frames, j: int, use: np.ndarray) -> list:
         ref = self._mains_ref
@@ -1332,7 +1542,7 @@ class TamperingMonitor:
         z = fr.phasor[f0][lines, j] * np.exp(-1j * ref["advance"] * self._frame)
         k = max(int(u.sum()), 1)
         deviation = float(np.where(u, np.abs(z - np.nan_to_num(ref["reference"])) ** 2 / ref["scale"], 0.0).sum()) / k
-        noise = float(np.where(u, fr.noise[f0][lines, j] / ref["scale"], 0.0).sum()) / k
+        noise = float(np.where(u, (fr.noise[f0][lines, j] + ref["wander"]) / ref["scale"], 0.0).sum()) / k
         self._mains_recent.add((deviation, noise, float(u.any())))
         row = np.full(self.n_channels, np.nan, dtype=np.complex128)
         row[lines] = np.where(u, z, np.nan)
@@ -1407,4 +1617,62 @@ class TamperingMonitor:
                 first = self._frame - length + 1 + lead
                 text = _describe_hole(depths[g].mean(axis=0), self._probe.band_hz, band, length * FRAME_S, z)
                 return self._raise("holes", first, text, _log_p_normal(z), _log_p_normal(self._hole_z), (c,))
+        return []
+
+    # -- quantisation grid
+
+    def _learn_grid(self, x: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """Off-grid and present samples of each channel in each frame of ``x`` (n_channels,
+        n_frames, 2); zeros until a grid is known. Learns the grid from the first 2 min."""
+        n_frames = x.shape[1] // self._n_frame
+        counts = np.zeros((self.n_channels, n_frames, 2), dtype=np.int64)
+        if self._grid is None:
+            self._grid_values.append((x[:, ok], ok.sum()))
+            if sum(n for _, n in self._grid_values) >= _GRID_WARMUP_FRAMES * self._n_frame:
+                values = np.concatenate([v for v, _ in self._grid_values], axis=1)
+                self._grid_values = []
+                grids = [quantisation_grid(values[c]) for c in range(self.n_channels)]
+                if any(g is not None for g in grids):
+                    # the background rate of stray values, from the learning stretch itself
+                    background = []
+                    for c, g in enumerate(grids):
+                        if g is None:
+                            background.append(0.0)
+                            continue
+                        r = (values[c] - g[1]) / g[0]
+                        background.append(float(np.mean(np.abs(r - np.rint(r)) > _GRID_TOL)))
+                    self._grid = (grids, [max(_GRID_BACKGROUND, b) for b in background])
+            return counts
+        grids, _ = self._grid
+        for c, g in enumerate(grids):
+            if g is not None:
+                off, present = off_grid_counts(x[c], ok, g[0], g[1], _GRID_TOL * g[0], self._n_frame)
+                analysable = present >= 0.5 * self._n_frame  # mostly present and changing
+                counts[c, :, 0], counts[c, :, 1] = np.where(analysable, off, 0), np.where(analysable, present, 0)
+        return counts
+
+    def _grid_frame(self, counts: np.ndarray) -> list:
+        self._grid_counts.add(counts)
+        if self._grid is None:
+            return []
+        share = counts[:, 0] / np.maximum(counts[:, 1], 1)
+        if self._open["grid"] is not None:
+            self._follow("grid", bool((share > 0.5).any()))
+            return []
+        grids, background = self._grid
+        recent = self._grid_counts.last(_LIVE_WINDOWS[-1])
+        for length in _LIVE_WINDOWS:
+            if length > min(len(recent), self._frame + 1 - self._settled["grid"]):
+                break
+            for c, g in enumerate(grids):
+                window = recent[-length:, c]
+                off, present = int(window[:, 0].sum()), int(window[:, 1].sum())
+                if g is None or off <= 0.5 * present:
+                    continue
+                log_p = _binomial_log_p(off, present, background[c])
+                if log_p <= self._grid_alarm:
+                    continue
+                lead = int(np.argmax(window[:, 0] > 0.5 * window[:, 1]))
+                text = _describe_grid(off, present, g[0], length * FRAME_S, log_p)
+                return self._raise("grid", self._frame - length + 1 + lead, text, log_p, self._grid_alarm, (c,))
         return []

@@ -15,6 +15,8 @@ from dsp.tampering import (
     exact_copy_extent,
     gap_parts,
     masked_quantiles,
+    off_grid_counts,
+    quantisation_grid,
     sample_hashes,
     spectral_summaries,
     tapered_frames,
@@ -218,6 +220,46 @@ def test_masked_quantiles_match_numpy(values, use, q):
             assert np.isnan(got[r]).all()
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(0, 120), n_frame=st.integers(1, 25),
+       step=st.sampled_from([0.01, 0.0223, 1.0]), offset=st.floats(-1.0, 1.0))
+def test_off_grid_counts_match_numpy(seed, n, n_frame, step, offset):
+    rng = np.random.default_rng(seed)
+    x = offset + step * rng.integers(-5000, 5000, n).astype(np.float64)
+    stray = rng.random(n) < 0.3
+    x[stray] += step * rng.uniform(0.05, 0.95, stray.sum())  # off the grid by more than the tolerance
+    repeat = np.flatnonzero(rng.random(n) < 0.2)
+    x[repeat[repeat > 0]] = x[repeat[repeat > 0] - 1]  # flat runs count once
+    ok = rng.random(n) > 0.2
+    off, present = off_grid_counts(x, ok, step, offset, step / 32, n_frame)
+    m = n // n_frame
+    counted = ok & np.concatenate(([True], x[1:] != x[:-1]))
+    r = (x - offset) / step
+    outside = (np.abs(r - np.rint(r)) * step > step / 32) & counted
+    np.testing.assert_array_equal(off, outside[:m * n_frame].reshape(m, n_frame).sum(axis=1))
+    np.testing.assert_array_equal(present, counted[:m * n_frame].reshape(m, n_frame).sum(axis=1))
+
+
+def quantised(x, step=0.0223, offset=0.37):
+    """``x`` on an ADC's grid: levels at ``offset + k * step`` uV."""
+    return offset + step * np.rint((x - offset) / step)
+
+
+def test_quantisation_grid_is_recovered_and_refused_for_continuous_signal():
+    rng = np.random.default_rng(4)
+    x = eeg(600, rng, channels=1)[0]
+    grid = quantisation_grid(quantised(x))
+    assert grid is not None
+    step, offset = grid
+    assert abs(step - 0.0223) < 1e-8 and abs(np.remainder(offset - 0.37 + step / 2, step) - step / 2) < 1e-5
+    mixed = quantised(x)
+    mixed[20_000:40_000] = x[20_000:40_000]  # a sixth of the recording resampled: the grid stays known
+    assert quantisation_grid(mixed) == pytest.approx(grid, abs=1e-6)
+    assert quantisation_grid(x) is None  # continuous
+    assert quantisation_grid(x.astype(np.float32)) is None  # float32 round-off is no ADC grid
+    assert quantisation_grid(np.round(x, 2)[:100]) is None  # too few samples to tell
+
+
 # ----------------------------------------------------------------------------- synthetic recordings
 
 def eeg(seconds, rng, channels=2, mains_uv=4.0, mains_phase=0.0, fs=FS):
@@ -325,6 +367,37 @@ def test_stretch_resampled_from_a_lower_rate_leaves_a_hole_under_the_floor():
     assert abs(event.onset - 600.0) <= 3.0 and abs(event.end - 630.0) <= 3.0
 
 
+def test_warp_of_a_quantised_recording_leaves_its_grid_and_stray_values_do_not_count():
+    rng = np.random.default_rng(12)
+    x = quantised(eeg(900, rng, mains_uv=0.0))  # no mains line; played faster, so no hole either
+    new, truth = tamper(x, Tampering(mode="warp", warp_factor=1.04, duration_s=30, onsets=(500.0,)))
+    stray = rng.choice(np.arange(100 * 200, 400 * 200), 60, replace=False)
+    new[:, stray] += 0.01  # isolated off-grid samples (a glitch or two a second) are not a stretch
+    valid = np.ones(new.shape[1], dtype=bool)
+    valid[200 * 200:203 * 200] = False  # a gap written as 0.0 (off the grid) is never evidence
+    new[:, ~valid] = 0.0
+    new[:, 700 * 200:706 * 200] = 0.0  # nor is a dropout filled with zeros but not marked: one value
+    events = detect_tampering(new, FS, valid=valid)
+    (event,) = events
+    assert "quantisation grid" in event.evidence and found(events, truth)
+    assert abs(event.onset - 500.0) <= 2.0 and abs(event.end - 530.0) <= 2.0
+    monitor, raised = live(new, valid)
+    ((alarm, when),) = raised
+    assert "quantisation grid" in alarm.evidence and found([alarm], truth) and when <= 510.0
+
+
+def test_a_line_beating_with_an_aliased_harmonic_is_not_a_change():
+    # a 200-Hz device whose clock runs 0.16 % slow: mains 50 Hz and its 3rd harmonic, aliased 0.3 Hz
+    # away into the line's bin, beat; the line's phasor swings more than its bin's noise in every frame
+    rng = np.random.default_rng(13)
+    x = eeg(1200, rng, channels=1, mains_uv=0.0)
+    t = np.arange(x.shape[1]) / (FS * (1 - 0.0016))
+    x += 6.0 * np.sin(2 * np.pi * 50.0 * t) + 0.6 * np.sin(2 * np.pi * 150.0 * t + 1.0)
+    assert detect_tampering(x, FS) == []
+    monitor, raised = live(x, block_s=4.0)
+    assert raised == []
+
+
 def test_short_and_one_dimensional_input():
     assert detect_tampering(np.zeros(10), FS) == []
     assert detect_tampering(np.random.default_rng(0).normal(0, 10, 1000), FS) == []
@@ -366,7 +439,7 @@ def test_live_stays_quiet_on_a_clean_stream_with_gaps(night):
     assert raised == [] and monitor.events == []
 
 
-def test_dreams_excerpt_splice_from_a_slower_recording(dreams_dir):
+def test_dreams_excerpt_splice_replay_and_warp(dreams_dir):
     from ingest.dreams import read_dreams_hypnogram, read_dreams_signal
     from dsp.stages import from_labels
 
@@ -376,6 +449,9 @@ def test_dreams_excerpt_splice_from_a_slower_recording(dreams_dir):
     assert detect_tampering(x, 100.0) == []
     donor = signal.resample_poly(other, 2, 1)
     new, truth = inject(x, 100.0, hyp, [Tampering(mode="splice", donor=donor, duration_s=30, onsets=(900.0,)),
-                                        Tampering(mode="replay", duration_s=30, onsets=(1500.0,))], 5)
+                                        Tampering(mode="replay", duration_s=30, onsets=(1500.0,)),
+                                        Tampering(mode="warp", warp_factor=1.05, duration_s=30, onsets=(300.0,))], 5)
     events = detect_tampering(new, 100.0)
-    assert len(events) == 2 and all(found(events, t) for t in truth)
+    assert len(events) == 3 and all(found(events, t) for t in truth)
+    # the excerpt is stored on a 16-bit grid (0.01 uV): the faster warp leaves no hole, but leaves the grid
+    assert "quantisation grid" in found(events, truth[0])[0].evidence
