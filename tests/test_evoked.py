@@ -53,14 +53,56 @@ def test_fill_gaps_matches_np_interp():
     np.testing.assert_allclose(evoked.fill_gaps(x, ok), expected, atol=1e-12)
 
 
-def test_local_minima_matches_argrelmin():
-    rng = np.random.default_rng(2)
-    x = signal.sosfiltfilt(signal.butter(2, 0.05, output="sos"), rng.standard_normal(5000))
-    ok = rng.random(5000) > 0.1
-    thr = -0.2
-    ref = signal.argrelmin(x)[0]
-    ref = ref[(x[ref] < thr) & ok[ref]]
-    np.testing.assert_array_equal(evoked.local_minima(x, thr, ok), ref)
+def _emulated_stimulator(slow, threshold, refractory):
+    """The stimulator's loop written plainly (firmware_sim's closed loop without the clicks)."""
+    out, i = [], 0
+    while True:
+        below = np.flatnonzero(slow[i:] < threshold)
+        if below.size == 0:
+            return np.array(out, dtype=np.int64)
+        start = i + below[0]
+        above = np.flatnonzero(slow[start:] >= threshold)
+        stop = slow.size if above.size == 0 else start + above[0]
+        out.append(start + int(np.argmin(slow[start:stop])))
+        i = out[-1] + refractory
+
+
+def test_emulate_triggers_matches_the_stimulator_loop():
+    rng = np.random.default_rng(9)
+    slow = signal.sosfiltfilt(signal.butter(2, 0.04, output="sos"), rng.standard_normal(20000))
+    for threshold, refractory in ((-0.1, 1), (-0.2, 60), (-0.3, 400), (-10.0, 5)):
+        expected = _emulated_stimulator(slow, threshold, refractory)
+        np.testing.assert_array_equal(evoked.emulate_triggers(slow, threshold, refractory), expected)
+    assert np.all(np.diff(evoked.emulate_triggers(slow, -0.1, 400)) >= 400)
+
+
+def test_rank_sums_match_scipy_mannwhitneyu_and_add_up_over_strata():
+    from scipy import stats
+
+    rng = np.random.default_rng(10)
+    times = np.arange(120.0)
+    values = rng.standard_normal(120) + np.r_[np.zeros(90), 0.8 * np.ones(30)]
+    starts, width = np.array([0.0, 40.0, 90.0]), 30.0  # sorted, as window_sums needs
+    one = [(times, stats.rankdata(values))]
+    log_p, n_in, reference = evoked._stratified_rank_sums(one, starts, width)
+    for w, a in enumerate(starts):
+        mask = (times >= a) & (times < a + width)
+        ref = stats.mannwhitneyu(values[mask], values[~mask], alternative="greater", method="asymptotic").pvalue
+        assert log_p[w] == pytest.approx(np.log(ref), rel=1e-6)
+        assert n_in[w] == 30 and reference[w] == 90
+    # two strata: the Mann-Whitney statistics (minus their null means) and variances add up
+    group = (np.arange(120) % 2).astype(bool)
+    two = [(times[group], stats.rankdata(values[group])), (times[~group], stats.rankdata(values[~group]))]
+    log_p, n_in, reference = evoked._stratified_rank_sums(two, starts, width)
+    for w, a in enumerate(starts):
+        mask = (times >= a) & (times < a + width)
+        excess = var = 0.0
+        for g in (group, ~group):
+            x, y = values[g & mask], values[g & ~mask]
+            excess += stats.mannwhitneyu(x, y).statistic - 0.5 * x.size * y.size
+            var += x.size * y.size * (g.sum() + 1) / 12.0
+        assert log_p[w] == pytest.approx(stats.norm.logsf((excess - 0.5) / np.sqrt(var)), rel=1e-6)
+        assert n_in[w] == 30 and reference[w] == 90
 
 
 def test_correlate_matches_np_correlate():
@@ -194,19 +236,100 @@ def test_gaps_written_as_zero_raise_nothing(night):
     assert evoked.detect_auditory(np.where(valid, x, np.nan), FS) == []
 
 
-def test_closed_loop_scores_flip_sign_under_time_reversal(night):
+def _add_closed_loop(x: np.ndarray, start: float, stop: float, threshold: float, n550_uv: float, seed: int):
+    """Ngo-style closed loop on ``x`` (one channel at FS): after each 0.5-2 Hz trough below
+    ``threshold`` (uV) two clicks, 0.5 and 1.575 s later, then the stimulator's dead time."""
+    rng = np.random.default_rng(seed)
+    shape = evoked.response_template(FS)
+    shape = shape / -shape.min()
+    slow = signal.sosfiltfilt(signal.butter(2, [0.5, 2.0], "bandpass", fs=FS, output="sos"), x)
+    a, b = int(start * FS), int(stop * FS)
+    troughs = a + evoked.emulate_triggers(slow[a:b], threshold, int(evoked.REFRACTORY_S * FS))
+    y = x.copy()
+    for t in troughs[troughs + 5 * FS < b]:
+        for click in (0.5, 0.5 + evoked.CLICK_INTERVAL_S):
+            i = int(t + (click + rng.normal(0, 0.02)) * FS)
+            y[i:i + shape.size] += n550_uv * rng.lognormal(0, 0.3) * shape
+    return y, troughs.size
+
+
+def _with_slow_oscillations(x: np.ndarray, seed: int) -> np.ndarray:
+    """``x`` plus spontaneous slow oscillations (one 0.8-1.2 Hz cycle, down-state first, 40-120 uV)
+    at random times, about one every 5 s, sometimes in trains of two or three."""
+    rng = np.random.default_rng(seed)
+    y = x.copy()
+    t = 0.0
+    while True:
+        t += rng.exponential(5.0)
+        f = rng.uniform(0.8, 1.2)
+        cycles = int(rng.integers(1, 4))
+        n = int(cycles * FS / f)
+        i = int(t * FS)
+        if i + n >= y.size:
+            return y
+        phase = 2 * np.pi * f * np.arange(n) / FS
+        y[i:i + n] -= rng.uniform(40, 120) * np.sin(phase) * np.hanning(n) ** 0.3
+        t += cycles / f
+
+
+def test_closed_loop_series_found_against_the_other_triggers(night):
     clean, _ = night
-    x = clean[: 3 * 59999]  # an odd number of 3-sample blocks: subsampling by 2 maps onto itself reversed
-    means, counts = evoked.block_mean(x[None, :], np.ones(x.size, dtype=bool), 3)
-    fd = FS / 3
-    forward = evoked._closed_loop_troughs(evoked._prepare(means, counts, fd, None)[0])
-    backward = evoked._closed_loop_troughs(evoked._prepare(means[:, ::-1].copy(), counts, fd, None)[0])
-    duration = (means.shape[1] - 1) / fd  # time of the last block (the subsampled grid keeps it)
-    mirrored = {round(duration - t, 2): s for t, s in zip(backward.times, backward.score)}
-    middle = (forward.times > 120) & (forward.times < duration - 120)
-    assert middle.sum() >= 5
-    for t, s in zip(forward.times[middle], forward.score[middle]):
-        np.testing.assert_allclose(mirrored[round(t, 2)], -s, rtol=1e-2, atol=1e-2)
+    clean = _with_slow_oscillations(clean, seed=14)
+    sd = 1.4826 * np.median(np.abs(signal.sosfiltfilt(signal.butter(2, [0.5, 2.0], "bandpass", fs=FS,
+                                                                     output="sos"), clean)))
+    stimulated, n = _add_closed_loop(clean, 600, 1200, -3.0 * sd, 40.0, seed=13)
+    assert n >= 40
+    found = evoked.detect_auditory(stimulated, FS)
+    assert len(found) == 1 and found[0].overlaps(600, 1200) and 300 <= found[0].onset < 1000
+    assert "closed loop" in found[0].evidence and "rank-sum" in found[0].evidence
+    # the statistic compares the triggers inside a window with those outside: on clean data, where
+    # nothing is stimulated, the p-values of all windows are no smaller than chance allows
+    preps = evoked._prepare(*evoked.block_mean(clean[None, :], np.ones(clean.size, dtype=bool), 3), FS / 3, None)
+    triggers = evoked._closed_loop_triggers(preps[0], 0)
+    assert len(triggers) == len(evoked.DEPTHS_SD) and triggers[0].times.size > 100
+    assert all(np.all(np.diff(tr.times) >= evoked.REFRACTORY_S - 0.1) for tr in triggers)
+    assert evoked._closed_loop_tests(triggers, 0.0, clean.size / FS, np.log(1e-3)) == []
+
+
+def test_monitor_flags_a_closed_loop_series_against_its_history(night):
+    clean, _ = night
+    clean = _with_slow_oscillations(clean, seed=14)
+    sd = 1.4826 * np.median(np.abs(signal.sosfiltfilt(signal.butter(2, [0.5, 2.0], "bandpass", fs=FS,
+                                                                     output="sos"), clean)))
+    stream, _ = _add_closed_loop(clean, 1200, 1800, -3.0 * sd, 40.0, seed=13)
+    monitor = evoked.AuditoryMonitor(FS, 1)
+    step = int(FS)
+    raised = [(e, (a + step) / FS) for a in range(0, stream.size, step) for e in monitor.push(stream[None, a:a + step])]
+    assert len(raised) == 1
+    event, when = raised[0]
+    assert "closed loop" in event.evidence and event.overlaps(1200, 1800) and 1200 < when < 1800
+    # the reference reaches back before the buffer, bounded by REFERENCE_S
+    kept = [tr.times for tr in monitor._history.values()]
+    assert kept and min(t.min() for t in kept) < 1800 - evoked.BUFFER_S
+    assert max(t.max() - t.min() for t in kept) <= evoked.REFERENCE_S
+
+
+def test_closed_loop_test_compares_triggers_within_a_stage_group():
+    # an EOG lead: troughs in REM are eye movements, followed by less than slow oscillations in NREM;
+    # a NREM stretch then outranks the night as a whole, but not the NREM elsewhere
+    rng = np.random.default_rng(15)
+    times = np.arange(0.0, 7200.0, 6.0)
+    rem = (times >= 1800) & (times < 3600)
+    score = rng.standard_normal(times.size) - 3.0 * rem
+    stages = np.where((np.arange(240) >= 60) & (np.arange(240) < 120), 4, 2)
+    stratum = evoked._stage_at(stages, times)
+    np.testing.assert_array_equal(stratum, np.where(rem, 1, 0))
+    assert np.all(evoked._stage_at(None, times) == 2)
+    assert np.all(evoked._stage_at(stages, np.array([7300.0])) == 2)  # past the hypnogram: unknown
+    pooled = evoked._Triggers(times, score, np.full(times.size, 2), np.zeros(times.size), 4.5, -40.0, 0)
+    stratified = evoked._Triggers(times, score, stratum, np.zeros(times.size), 4.5, -40.0, 0)
+    assert evoked._closed_loop_tests([pooled], 0.0, 7200.0, np.log(1e-4)) != []
+    assert evoked._closed_loop_tests([stratified], 0.0, 7200.0, np.log(1e-4)) == []
+    # and a real effect inside one window of NREM is still found
+    lifted = score + 1.5 * ((times >= 5400) & (times < 6000))
+    found = evoked._closed_loop_tests([evoked._Triggers(times, lifted, stratum, np.zeros(times.size), 4.5, -40.0, 0)],
+                                      0.0, 7200.0, np.log(1e-4))
+    assert found and all(w.start < 6000 and w.start + w.width > 5400 for w in found)
 
 
 def test_monitor_raises_once_in_any_block_size(night):
