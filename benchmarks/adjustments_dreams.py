@@ -17,6 +17,10 @@ strengths, ``--seeds`` runs per excerpt and strength:
 - tampering: a replayed, spliced (from another excerpt, i.e. another person, resampled to the rate)
   or time-warped (x0.9-1.1) segment of 5-60 s, hard cuts or 1-s cross-fades (alternating).
 
+Stimulation reaches the sleeper before the amplifier, so the samples it changes are rounded to the
+excerpt's own ADC grid (``inject(..., adc_grid=...)``, the grid found by
+``dsp.tampering.quantisation_grid``); tampering acts on the stored record and is not rounded.
+
 Reported per kind and strength: episodes found (recall), precision of the detections of that kind,
 event F1, and the live time to detection (the end of the 1-s block after which the monitor first
 shows an alarm of the right kind overlapping the episode, in the alarm's latest view, minus the
@@ -140,6 +144,7 @@ def main() -> int:
     from dsp.adjustments import detect_adjustments
     from dsp.events import score_events
     from dsp.staging import stage
+    from dsp.tampering import quantisation_grid
     from firmware_sim.adjustments import inject
 
     excerpts = load_excerpts()
@@ -170,12 +175,13 @@ def main() -> int:
     for kind in kinds:
         cells: dict = {}
         for number, (x, fs, hyp) in excerpts.items():
+            grid = quantisation_grid(x)  # stimulation enters before the ADC: its result is digitised
             for seed in range(args.seeds):
                 run_seed = 1000 * number + seed
                 for label, strength, adj in conditions(kind, fs, seed, excerpts, number):
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", RuntimeWarning)  # "fewer episodes placed"
-                        adjusted, truth = inject(x, fs, hyp, [adj], run_seed)
+                        adjusted, truth = inject(x, fs, hyp, [adj], run_seed, adc_grid=grid)
                     if not truth:
                         continue
                     stages = stage(adjusted[None, :], fs).stages

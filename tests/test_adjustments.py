@@ -401,6 +401,24 @@ def test_works_on_one_channel_at_real_excerpt_rates(fs):
     assert amplitude_at(added, 6.0 if fs == 50 else 40.0, fs) == pytest.approx(2.0, rel=0.1)
 
 
+def test_stimulation_is_digitised_on_the_recording_grid_and_tampering_is_not():
+    hyp = [N2] * 10 + [N3] * 30
+    data, band = simulated(hyp, seed=22, fs=100.0)
+    step, offset = 0.0125, 0.003
+    eeg = offset + np.round((data[C4] - offset) / step) * step  # a recording stored on an ADC grid
+    kinds = [Electrical(frequency_hz=12.0, n_blocks=1, block_s=120.0, onsets=(60.0,)),
+             Tampering(mode="warp", duration_s=30.0, onsets=(600.0,))]
+    new, truth = inject(eeg, 100.0, hyp, kinds, np.random.default_rng(0), labels=["C3-A1"], adc_grid=(step, offset))
+    residue = np.abs((new - offset) / step - np.round((new - offset) / step))
+    stimulated = slice(int(70 * 100), int(170 * 100))
+    warped = slice(int(605 * 100), int(625 * 100))
+    assert np.abs(new[stimulated] - eeg[stimulated]).max() > 1.0  # the current is there ...
+    assert residue[stimulated].max() < 1e-6  # ... on the grid, as the ADC would deliver it
+    assert np.median(residue[warped]) > 0.1  # resampled by the tamperer after the ADC: off the grid
+    untouched = slice(int(300 * 100), int(500 * 100))
+    assert np.array_equal(new[untouched], eeg[untouched])
+
+
 def test_real_excerpt_clicks_only_in_its_nrem(dreams_dir):
     rk_to_code = {5: W, 4: REM, 3: N1, 2: N2, 1: N3, 0: N3}
     eeg = np.loadtxt(dreams_dir / "excerpt3.txt", skiprows=1)  # C3-A1, 50 Hz, 5-s R&K scores

@@ -16,7 +16,8 @@ _APPLIERS = {
 }
 
 
-def inject(data, fs: float, hypnogram, adjustments, rng, labels=None, kinds=None, *, epoch_s: float = 30.0):
+def inject(data, fs: float, hypnogram, adjustments, rng, labels=None, kinds=None, *, epoch_s: float = 30.0,
+           adc_grid=None):
     """Apply adjustments to a signal and return the adjusted copy with a ground-truth log.
 
     Parameters
@@ -47,6 +48,12 @@ def inject(data, fs: float, hypnogram, adjustments, rng, labels=None, kinds=None
         the labels when omitted. Non-electrode kinds (ACC, ...) are left alone by stimulation.
     epoch_s : float, optional
         Length of a hypnogram epoch in s, by default 30.
+    adc_grid : (float, float), optional
+        ``(step, offset)`` in uV of the ADC grid ``data`` was recorded on (``offset + k * step``).
+        Stimulation acts on the sleeper, before the amplifier digitises the signal, so every sample
+        a stimulation changed is rounded to this grid, as the ADC would have delivered it;
+        tampering acts on the record after digitisation and is left as it is. By default nothing
+        is rounded (simulated signals are continuous).
 
     Returns
     -------
@@ -81,13 +88,26 @@ def inject(data, fs: float, hypnogram, adjustments, rng, labels=None, kinds=None
     children = np.random.SeedSequence(int(rng.integers(0, 2**63))).spawn(len(adjustments))
     order = sorted(range(len(adjustments)), key=lambda i: isinstance(adjustments[i], tampering.Tampering))
     truth = []
+    before = new.copy() if adc_grid is not None else None
     for i in order:
+        if before is not None and isinstance(adjustments[i], tampering.Tampering):
+            _digitise_changes(new, before, adc_grid)
+            before = None
         records = _APPLIERS[type(adjustments[i])](new, rec, adjustments[i], np.random.default_rng(children[i]))
         for record in records:
             record["params"]["adjustment"] = i
         truth += records
+    if before is not None:
+        _digitise_changes(new, before, adc_grid)
     truth.sort(key=lambda r: (r["onset"], r["params"]["adjustment"]))
     return (new[0] if one_channel else new), truth
+
+
+def _digitise_changes(new: np.ndarray, before: np.ndarray, adc_grid) -> None:
+    """Round the samples of ``new`` that differ from ``before`` to the grid ``(step, offset)``, in place."""
+    step, offset = (float(v) for v in adc_grid)
+    changed = new != before
+    new[changed] = offset + np.round((new[changed] - offset) / step) * step
 
 
 def click_times(truth) -> np.ndarray:
