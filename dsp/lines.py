@@ -85,7 +85,28 @@ for seconds) and a line power far above both the bin's own level over the previo
 (delayed by 10 s, so that a new line is compared with the time before it and an old line is its
 own reference) and the louder side of its neighbourhood, at a level Bonferroni-corrected for 0.05
 false alarms per hour, in two consecutive windows. Its kind is a first guess (frequency,
-amplitude, 2nd harmonic) that the tile analysis replaces once the line has lasted a few tiles.
+amplitude, 2nd harmonic, and the shape of the line's rise: a raised-cosine ramp fitted to the
+in-phase envelope around the change point, long >= 3 s for a stimulator against short <= 2 s for a
+response's build-up, see :func:`onset_ramp`), guessed again every second while the line is young,
+that the tile analysis replaces once the line has lasted a few tiles.
+
+A fast DC path catches tDCS within seconds: every second, the 1-s block means of the last 3 s must
+all lie beyond the whole range of the 60 s before a 6-s guard (the ramp), be steady, stand
+significantly from that level (two-sided Gaussian level Bonferroni-corrected over seconds and
+channels for 0.02 false alarms per hour; the level's noise is the larger of the blocks' spread and
+of their changes over 9 s, so slow drift does not count as a step), and vary as much as the blocks
+before did (a railed electrode is flat, a movement swings), in two consecutive seconds (see
+:func:`dc_step_test`). The tile path's plateau analysis then follows and extends the shift.
+
+Limits (numbers from the DREAMS excerpts, where the background's density is about 150-900
+uV^2/Hz at 0.75 Hz, 9-16 at 5 Hz, 2-5 at 12 Hz and 0.01-0.07 at 40 Hz): a line of amplitude A
+needs about ``40 S(f) / A^2`` s of coherent data to pass the alarm level, so a 1.4-uV line (2 uV
+at a lead of gain 0.7) needs 1-5 h at 0.75 Hz (not findable in a 10-min session), 3-6 min at
+5 Hz, 1-2 min at 12 Hz and under a second at 40 Hz; within 10 s of onset (about 5 s of full
+amplitude after a 5-s ramp) the smallest callable line is about 35-90 uV at 0.75 Hz, 10 uV at
+5 Hz, 5 uV at 12 Hz and 0.6 uV at 40 Hz. Below a few uV in the theta band neither ramps,
+harmonics nor pauses are measurable before the session ends, and the kind rests on the frequency
+prior.
 """
 
 from __future__ import annotations
@@ -1411,12 +1432,27 @@ def block_means(x, valid, block_n, min_share):
     """
     n_blocks = x.size // block_n
     out = np.full(n_blocks, np.nan)
-    all_valid = valid.size == 0
+    if valid.size == 0:
+        # every sample valid: a plain sum per block, four running sums so the adds need not wait
+        # for each other
+        for b in range(n_blocks):
+            a0 = a1 = a2 = a3 = 0.0
+            i0 = b * block_n
+            quad = block_n // 4 * 4
+            for i in range(i0, i0 + quad, 4):
+                a0 += x[i]
+                a1 += x[i + 1]
+                a2 += x[i + 2]
+                a3 += x[i + 3]
+            for i in range(i0 + quad, i0 + block_n):
+                a0 += x[i]
+            out[b] = ((a0 + a1) + (a2 + a3)) / block_n
+        return out
     for b in range(n_blocks):
         acc = 0.0
         cnt = 0
         for i in range(b * block_n, (b + 1) * block_n):
-            if all_valid or valid[i]:
+            if valid[i]:
                 acc += x[i]
                 cnt += 1
         if cnt >= min_share * block_n and cnt > 0:
@@ -1429,6 +1465,8 @@ def _rolling_median(m, width):
     if m.size < width:
         return np.zeros(0)
     win = np.lib.stride_tricks.sliding_window_view(m, width)
+    if np.isfinite(m).all():
+        return np.median(win, axis=1)  # no gaps: the plain median is several times faster
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows (gaps) give NaN
         return np.nanmedian(win, axis=1)
@@ -1463,10 +1501,16 @@ def _dc_plateaus(x, valid, fs, baseline=None):
     step = np.full(m.size, np.nan)
     step[w: m.size - w + 1] = med[w:] - med[: med.size - w]
     se_step = 1.25 * sigma * math.sqrt(2.0 / w)
+    # slow drift (EOG, sweat) moves the level over the 40 s a step spans far more than successive
+    # blocks differ: the step statistic's own robust spread over the data is its noise then
+    finite = step[np.isfinite(step)]
+    if finite.size >= 30:
+        se_step = max(se_step, 1.4826 * float(np.median(np.abs(finite - np.median(finite)))))
     zs = np.abs(np.nan_to_num(step)) / se_step
-    # candidate steps: local maxima of the step statistic (the first of equal values)
-    cand = [b for b in range(w, m.size - w + 1)
-            if zs[b] > DC_STEP_Z and zs[b] >= zs[max(0, b - w): b + w + 1].max()
+    # candidate steps: local maxima of the step statistic (the first of equal values); only the
+    # few points past DC_STEP_Z are looked at
+    cand = [b for b in np.flatnonzero(zs[: m.size - w + 1] > DC_STEP_Z).tolist()
+            if b >= w and zs[b] >= zs[max(0, b - w): b + w + 1].max()
             and not (zs[max(0, b - w): b] == zs[b]).any()]
     flank = int(round(60.0 / DC_BLOCK_S))
     guard = int(round(2 * DC_RAMP_GUARD_S / DC_BLOCK_S))
@@ -1700,6 +1744,15 @@ FAST_MIN_HZ = 3.0
 FAST_STREAK = 2
 #: Raw data in s a monitor keeps to analyse a new line (its windows, margins and the time before it).
 HISTORY_S = 1600.0
+#: Fast DC path (tDCS within seconds): 1-s block means; the last FAST_DC_HOLD_S s (the new level)
+#: against the FAST_DC_BASE_S s before a guard of FAST_DC_GUARD_S s (the current's ramp), at a level
+#: Bonferroni-corrected for FAST_DC_FALSE_ALARMS_PER_HOUR over every second and channel.
+FAST_DC_HOLD_S = 3
+FAST_DC_GUARD_S = 6
+FAST_DC_BASE_S = 60
+FAST_DC_FALSE_ALARMS_PER_HOUR = 0.02
+#: Data in s around a new line's onset in which the fast path measures its rise (see :func:`onset_ramp`).
+FAST_RAMP_SPAN_S = 40.0
 _REANALYSE_TILES = 4  # a known line is measured again every so many tiles while windows see it
 _MAX_DEVICE_LINES = 64  # device lines remembered per channel (bounded memory)
 
@@ -1718,6 +1771,7 @@ class _Track:
     analysed: bool      # measured by the full (tile) analysis, not only by the fast path
     log10_p: float = 0.0     # significance of the view shown
     next_analysis: int = 0   # tile from which the tile analysis looks at it again
+    fast: tuple = ()         # the fast path's view (amplitude, harmonic, dB, F, window s) until analysed
 
     def event(self) -> AdjustmentEvent:
         freq = None if math.isnan(self.frequency) else float(self.frequency)
@@ -1738,8 +1792,10 @@ class LineMonitor:
     quiet), at a level Bonferroni-corrected for :data:`FAST_FALSE_ALARMS_PER_HOUR`. A 32-s window
     does the same every second (:data:`FAST_WINDOWS_S`; the budget is shared) and catches lines
     about half as large within about half a minute. The fast path's
-    kind is a first guess (frequency, amplitude, 2nd harmonic); the tile analysis refines it
-    when the line has lasted a few tiles (the ``events`` list shows the latest view).
+    kind is a first guess (frequency, amplitude, 2nd harmonic, the shape of its rise), updated
+    every second while the line is young; the tile analysis refines it when the line has lasted
+    a few tiles (the ``events`` list shows the latest view). A fast DC path flags a step to a new,
+    steady level (tDCS) within about 10 s of its onset (:func:`dc_step_test`).
 
     Parameters
     ----------
@@ -1790,6 +1846,10 @@ class LineMonitor:
         self._fasts = [_FastPath(self.fs, self.n_channels, self.mains_hz, w, len(FAST_WINDOWS_S))
                        for w in FAST_WINDOWS_S]
         self._next_fast = int(round(min(FAST_WINDOWS_S) * self.fs))
+        # fast DC path: a two-sided Gaussian level for its share of the budget, per channel and second
+        self._dc_alpha = FAST_DC_FALSE_ALARMS_PER_HOUR / (3600.0 * max(self.n_channels, 1))
+        self._dc_z = float(_special.ndtri(1.0 - self._dc_alpha / 2.0))
+        self._dc_streak = np.zeros(self.n_channels, dtype=np.int64)
 
     @property
     def events(self) -> list:
@@ -2003,18 +2063,64 @@ class LineMonitor:
                 if track is not None:
                     track.end = now
                     track.channels.add(ch)
+                    if track.fast and not track.analysed and now - track.onset <= FAST_RAMP_SPAN_S - 5.0:
+                        # the line's rise is better known with every second: guess the kind again
+                        self._fast_view(track, ch, now)
                     continue
                 onset = self._fast_onset(ch, f, amp, now, fast.window_s)
-                kind, why = _fast_kind(f, amp, harmonic)
-                evidence = (f"new line at {f:.2f} Hz, {amp:.2g} uV, {z_db:.0f} dB above the level before it "
-                            f"({fast.window_s:g}-s window), F = {f_stat:.0f}{'; 2nd harmonic' if harmonic else ''}; "
-                            f"first guess {kind} ({why})")
                 # score: decades of the exponential tail beyond the alarm level
                 margin = (10.0 ** (z_db / 10.0) - fast.z_min) / math.log(10.0)
                 score = float(min(1.0, 1.0 - 0.5 * math.exp(-max(margin, 0.0) / 3.0)))
-                self._tracks.append(_Track({ch}, f, onset, now, kind, score, evidence, False))
-                new.append(self._tracks[-1].event())
+                track = _Track({ch}, f, onset, now, "", score, "", False,
+                               fast=(amp, harmonic, z_db, f_stat, fast.window_s))
+                self._fast_view(track, ch, now)
+                self._tracks.append(track)
+                new.append(track.event())
+        return new + self._fast_dc_step(now)
+
+    def _fast_dc_step(self, now) -> list:
+        """The fast DC path: a step to a new, steady level within the last few seconds (tDCS)."""
+        block_n = max(1, int(round(self.fs)))
+        n_blocks = FAST_DC_BASE_S + FAST_DC_GUARD_S + FAST_DC_HOLD_S
+        x, v = self._latest(n_blocks * block_n)
+        if x.shape[1] < n_blocks * block_n:
+            return []
+        new = []
+        for ch in range(self.n_channels):
+            found = dc_step_test(x[ch], v, block_n, self._dc_z)
+            self._dc_streak[ch] = self._dc_streak[ch] + 1 if found is not None else 0
+            if found is None or self._dc_streak[ch] < FAST_STREAK:
+                continue
+            level, z, first = found
+            onset = now - (n_blocks - first) * block_n / self.fs
+            # one track per DC shift, whichever channels show it (the tile path extends it later)
+            known = [tr for tr in self._tracks if math.isnan(tr.frequency) and tr.end >= onset - _SESSION_GAP_S]
+            if known:
+                known[0].end = max(known[0].end, now)
+                known[0].channels.add(ch)
+                continue
+            log10_p = _log10_normal_tail(z)
+            evidence = (f"DC step {level:+.0f} uV held for {FAST_DC_HOLD_S + FAST_STREAK - 1} s ({z:.1f} standard "
+                        f"errors from the {FAST_DC_BASE_S}-s level before it, beyond its range) (tDCS)")
+            self._tracks.append(_Track({ch}, math.nan, onset, now, "electrical", _score(log10_p, self._dc_alpha),
+                                       evidence, False))
+            new.append(self._tracks[-1].event())
         return new
+
+    def _fast_view(self, track, ch, now):
+        """The fast path's kind and evidence of a track: frequency, amplitude, 2nd harmonic and the
+        shape of the line's rise so far."""
+        amp, harmonic, z_db, f_stat, window_s = track.fast
+        f = track.frequency
+        x, v = self._latest(int(round(FAST_RAMP_SPAN_S * self.fs)))
+        start = now - x.shape[1] / self.fs
+        ramp = onset_ramp(np.ascontiguousarray(x[ch], dtype=np.float64), v, self.fs, f, track.onset - start,
+                          0.5 / window_s)
+        kind, why = _fast_kind(f, amp, harmonic, ramp)
+        track.kind = kind
+        track.evidence = (f"new line at {f:.2f} Hz, {amp:.2g} uV, {z_db:.0f} dB above the level before it "
+                          f"({window_s:g}-s window), F = {f_stat:.0f}{'; 2nd harmonic' if harmonic else ''}; "
+                          f"first guess {kind} ({why})")
 
     def _fast_onset(self, ch, f, amp, now, window_s=FAST_WINDOW_S):
         """Most likely change point of the line over the last 30 s or two windows (1-s blocks,
@@ -2037,10 +2143,152 @@ class LineMonitor:
         return max(0.0, now - (z.size - first) * block_n / self.fs)
 
 
-def _fast_kind(f, amp, harmonic):
-    """First guess of the kind from what an 8-s window shows (see the module's docstring)."""
+def _log10_normal_tail(z):
+    """log10 of the two-sided Gaussian tail beyond ``z`` standard errors."""
+    return float((_special.log_ndtr(-abs(z)) + math.log(2.0)) / math.log(10.0))
+
+
+def dc_step_test(x, valid, block_n, z_min):
+    """Whether the last seconds of one channel stand at a new, steady DC level (a current switched on).
+
+    The signal is cut into blocks of ``block_n`` samples (aligned to its end): the last
+    :data:`FAST_DC_HOLD_S` blocks are the new level, the :data:`FAST_DC_GUARD_S` before them hold
+    the ramp, and the :data:`FAST_DC_BASE_S` before those the level before. A step needs every
+    new-level block beyond the whole range of the blocks before (a slow wave, a pop or a swing
+    does not stay out there), the new level steady (spread within half the step), the step
+    ``z_min`` standard errors from the level before (its spread, robust: slow drift widens it),
+    at least :data:`DC_MIN_UV`, and the signal around the new level varying as before (a railed or
+    disconnected electrode is flat, a movement swings far more).
+
+    Parameters
+    ----------
+    x : ndarray of float, shape (n_samples,)
+        The last samples of one channel in uV, ``n_samples`` = blocks x ``block_n``.
+    valid : ndarray of bool, shape (n_samples,)
+        False where samples are missing.
+    block_n : int
+        Samples per block.
+    z_min : float
+        Standard errors the step needs.
+
+    Returns
+    -------
+    tuple or None
+        ``(level_uv, z, first)`` with ``first`` the first block past a quarter of the step (its
+        onset), or None.
+    """
+    hold, guard, base = FAST_DC_HOLD_S, FAST_DC_GUARD_S, FAST_DC_BASE_S
+    m = block_means(np.ascontiguousarray(x, dtype=np.float64), valid, block_n, 0.7)
+    if m.size < hold + guard + base:
+        return None
+    m = m[-(hold + guard + base):]
+    before, after = m[:base], m[-hold:]
+    before = before[np.isfinite(before)]
+    if before.size < 0.8 * base or not np.isfinite(after).all():
+        return None
+    centre = float(np.median(before))
+    level = float(np.median(after)) - centre
+    sign = 1.0 if level > 0 else -1.0
+    if abs(level) < DC_MIN_UV or sign * (after.min() if sign > 0 else after.max()) <= sign * (
+            before.max() if sign > 0 else before.min()):
+        return None
+    if after.max() - after.min() > abs(level) / 2.0:
+        return None
+    # the level's noise: the spread of the blocks before, or of their changes over the span of a
+    # step (guard + hold) when slow drift moves the level more than the blocks scatter
+    lag = guard + hold
+    drift = before[lag:] - before[:-lag]
+    spread = max(1.4826 * float(np.median(np.abs(before - centre))),
+                 1.4826 * float(np.median(np.abs(drift))) / math.sqrt(2.0) if drift.size >= 10 else 0.0, 0.05)
+    z = abs(level) / (1.2533 * spread * math.sqrt(1.0 / hold + 1.0 / before.size))
+    if z < z_min:
+        return None
+    # a current moves the level, not the signal's spread: the new level's blocks must vary as the
+    # blocks before did (a railed electrode is flat, a movement swings far more)
+    n = (hold + guard + base) * block_n
+    seg = np.asarray(x[-n:], dtype=np.float64).reshape(-1, block_n)
+    ok = np.asarray(valid[-n:], dtype=bool).reshape(-1, block_n)
+    cnt = ok.sum(axis=1)
+    mean = (seg * ok).sum(axis=1) / np.maximum(cnt, 1)
+    sd = np.sqrt((((seg - mean[:, None]) ** 2) * ok).sum(axis=1) / np.maximum(cnt, 1))
+    sd_before = sd[:base][cnt[:base] >= 0.7 * block_n]
+    sd_after = float(np.median(sd[-hold:]))
+    if sd_before.size == 0 or not FLAT_UV <= sd_after <= 2.0 * float(np.median(sd_before)):
+        return None
+    past = np.flatnonzero(np.nan_to_num(sign * (m[base:] - centre)) > abs(level) / 4.0)
+    return level, float(z), int(base + (past[0] if past.size else guard))
+
+
+def onset_ramp(x, valid, fs, f, onset, df_max):
+    """How a new line rose: the raised-cosine ramp best fitting its in-phase envelope, and the
+    log-likelihood ratio of a long ramp (>= 3 s, a stimulator's) against a short one (<= 2 s, a
+    steady-state response's build-up).
+
+    The envelope is taken in blocks of at least 0.5 s and 5 cycles after refining the frequency
+    (within ``df_max``) on the blocks after ``onset``; its noise variance comes from the blocks
+    more than 3 s before the onset (no line there), and the line's plateau from the last 3 s.
+
+    Parameters
+    ----------
+    x : ndarray of float64, shape (n_samples,)
+        The channel's last samples in uV, ending now.
+    valid : ndarray of bool, shape (n_samples,)
+        False where samples are missing.
+    fs : float
+        Sample rate in Hz.
+    f : float
+        The line's frequency in Hz.
+    onset : float
+        Its change point in s from ``x[0]``.
+    df_max : float
+        Largest frequency error searched in Hz.
+
+    Returns
+    -------
+    tuple or None
+        ``(best ramp s, LLR)``, the LLR capped to +-4; None when too little data is on either side.
+    """
+    block_n = max(8, int(round(max(0.5, 5.0 / f) * fs)))
+    block_s = block_n / fs
+    n_blocks = x.size // block_n
+    first = x.size - n_blocks * block_n
+    window = np.hanning(block_n + 2)[1:-1].astype(np.float64)
+    z, w = block_demodulate(x, valid, first, block_n, n_blocks, 2.0 * np.pi * f / fs, window)
+    ok = w >= 0.7
+    t = (first + (np.arange(n_blocks) + 0.5) * block_n) / fs
+    after = ok & (t >= onset)
+    before = ok & (t < onset - 3.0)
+    if after.sum() < 4 or before.sum() < 8:
+        return None
+    span = t[after][-1] - t[after][0] + block_s
+    dfs = np.linspace(-df_max, df_max, 2 * int(math.ceil(4.0 * df_max * span)) + 1)
+    df = float(dfs[int(np.argmax(zoom_power(z, after, t, dfs)))])
+    z = z * np.exp(-2j * np.pi * df * t)
+    c = z[after].mean()
+    if abs(c) <= 0:
+        return None
+    env = np.real(z * np.conj(c / abs(c)))
+    var = float(np.mean(np.abs(z[before]) ** 2)) / 2.0
+    last = after & (t >= t[-1] - 3.0)
+    amp = float(env[last].mean()) if last.any() else 0.0
+    if amp <= 0 or var <= 0:
+        return None
+    ramps = np.array([0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0])
+    sel = ok & (t >= onset - 12.0)
+    sse = ramp_fit(env, sel, t, amp, np.arange(onset - 8.0, onset + 2.0, 0.25), ramps, True)
+    best = sse.min(axis=1)
+    llr = float(np.clip((best[ramps <= 2.0].min() - best[ramps >= 3.0].min()) / (2.0 * var), -4.0, 4.0))
+    return float(ramps[int(np.argmin(best))]), llr
+
+
+def _fast_kind(f, amp, harmonic, ramp=None):
+    """First guess of the kind from what the fast path shows (see the module's docstring):
+    frequency, amplitude, 2nd harmonic and, when known, the line's rise ``(ramp s, LLR)``."""
     score = 0.0
     reasons = []
+    if ramp is not None:
+        score += ramp[1]
+        reasons.append(f"rise {ramp[0]:g} s, LLR {ramp[1]:+.1f}")
     if f < 2.0:
         score += 3.0
         reasons.append("below 2 Hz")

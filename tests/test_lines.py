@@ -7,16 +7,21 @@ from scipy.signal.windows import dpss
 
 from dsp.errors import SignalError
 from dsp.lines import (
+    FAST_DC_BASE_S,
+    FAST_DC_GUARD_S,
+    FAST_DC_HOLD_S,
     LineMonitor,
     block_demodulate,
     block_means,
     coherent_sums,
+    dc_step_test,
     detect_lines,
     detrend_tiles,
     dpss_tapers,
     harmonic_f_test,
     neighbour_mean,
     on_off_path,
+    onset_ramp,
     ramp_fit,
     window_screen,
     zoom_power,
@@ -37,9 +42,9 @@ def background(rng, seconds, fs=FS, uv=15.0):
     return uv * x / x.std() + 0.5 * rng.standard_normal(n)
 
 
-def injected(adjustment, seconds=1500, seed=0):
+def injected(adjustment, seconds=1500, seed=0, uv=15.0):
     rng = np.random.default_rng(seed)
-    x = background(rng, seconds)
+    x = background(rng, seconds, uv=uv)
     hyp = np.full(int(seconds // 30) + 1, 2)
     new, truth = inject(x[None, :], FS, hyp, [adjustment], seed, labels=["EEG Fpz-M2"])
     return new, truth[0]
@@ -363,6 +368,65 @@ def test_monitor_long_fast_window_flags_a_weak_line_within_a_minute():
     assert truth["onset"] + 8 < when <= truth["onset"] + 60 and "32-s window" in first.evidence
     assert first.overlaps(truth["onset"], truth["onset"] + truth["duration"])
     assert all(e.overlaps(truth["onset"], truth["onset"] + truth["duration"]) for _, e in raised)
+
+
+def test_dc_step_test_finds_a_ramped_step_but_not_a_pop_a_drift_or_a_rail():
+    rng = np.random.default_rng(21)
+    n_blocks = FAST_DC_BASE_S + FAST_DC_GUARD_S + FAST_DC_HOLD_S
+    block_n, z_min = int(FS), 4.8
+    x = background(rng, n_blocks)
+    t = np.arange(x.size) / FS
+    ok = np.ones(x.size, dtype=bool)
+    onset = n_blocks - FAST_DC_HOLD_S - FAST_DC_GUARD_S + 0.5
+    step = 100.0 * np.clip((t - onset) / 3.0, 0.0, 1.0)
+    assert dc_step_test(x, ok, block_n, z_min) is None
+    level, z, first = dc_step_test(x + step, ok, block_n, z_min)
+    assert level == pytest.approx(100.0, abs=15.0) and z > z_min and onset - 1 <= first <= onset + 3
+    assert dc_step_test(x - step, ok, block_n, z_min)[0] == pytest.approx(-100.0, abs=15.0)
+    # an electrode pop (300 uV decaying in 0.5 s), a drift of the same size over the minute, a rail
+    pop = np.where(t >= onset, 300.0 * np.exp(-np.clip(t - onset, 0.0, None) / 0.5), 0.0)
+    assert dc_step_test(x + pop, ok, block_n, z_min) is None
+    assert dc_step_test(x + 100.0 * t / t[-1], ok, block_n, z_min) is None
+    railed = np.where(t >= onset + 3.0, 187500.0, x + step)
+    assert dc_step_test(railed, ok, block_n, z_min) is None
+    # the new level's samples missing (written as 0): no evidence
+    lost = ok.copy()
+    lost[-int(2 * FS):] = False
+    assert dc_step_test(np.where(lost, x + step, 0.0), lost, block_n, z_min) is None
+
+
+@pytest.mark.parametrize("ramp_s", [5.0, 1.0])
+def test_onset_ramp_tells_a_stimulators_slow_rise_from_a_responses(ramp_s):
+    rng = np.random.default_rng(22)
+    x = background(rng, 40)
+    t = np.arange(x.size) / FS
+    onset = 25.0
+    rise = 0.5 - 0.5 * np.cos(np.pi * np.clip((t - onset) / ramp_s, 0.0, 1.0))
+    x = x + 12.0 * rise * np.sin(2 * np.pi * 40.03 * t + 1.0)  # off the 8-s window's bin by 0.03 Hz
+    best, llr = onset_ramp(x, np.ones(x.size, dtype=bool), FS, 40.0, onset + ramp_s / 2, 1 / 16)
+    if ramp_s >= 3:
+        assert best >= 3 and llr > 1
+    else:
+        assert best <= 2 and llr < -1
+
+
+@pytest.mark.parametrize("adj", [
+    Electrical(amplitude_uv=0.0, dc_uv=100.0, harmonics=(), n_blocks=1, block_s=200.0, onsets=(400.0,)),
+    Electrical(frequency_hz=40.0, amplitude_uv=4.0, n_blocks=1, block_s=200.0, onsets=(400.0,)),
+], ids=["tDCS", "40-Hz tACS"])
+def test_monitor_calls_tdcs_and_a_ramped_stimulator_electrical_within_ten_seconds(adj):
+    # a quieter background (5 uV) so that a 4-uV line's 5-s ramp is measurable within seconds
+    x, truth = injected(adj, seconds=700, uv=5.0)
+    episode = (truth["onset"], truth["onset"] + truth["duration"])
+    mon = LineMonitor(FS, 1)
+    step = int(FS)
+    when = None
+    for k in range(0, x.shape[1], step):
+        mon.push(x[:, k:k + step])
+        if when is None and any(e.kind == "electrical" and e.overlaps(*episode) for e in mon.events):
+            when = (k + step) / FS
+    assert when is not None and when <= truth["onset"] + 10
+    assert mon.events and all(e.overlaps(*episode) for e in mon.events)
 
 
 def test_monitor_is_quiet_on_clean_eeg_and_checks_blocks():
