@@ -102,6 +102,10 @@ REFRACTORY_S = 0.5 + CLICK_INTERVAL_S + 0.05 + 2.5
 #: threshold is unknown: Ngo's -80 uV, or less on montages that see smaller slow waves); a
 #: geometric grid, 22 % apart.
 DEPTHS_SD = (3.0, 3.7, 4.5, 5.5, 6.7, 8.2, 10.0)
+#: Closed loop: shallowest trigger threshold tried, uV. Closed-loop devices act on slow-oscillation
+#: troughs of tens of uV (-40 to -80 uV); a few robust SDs of a lead with almost no signal (railed,
+#: disconnected) is no slow oscillation, and its "troughs" are noise.
+MIN_TRIGGER_UV = 10.0
 #: Open loop: range of cue periods in s and the cue's jitter (half-width, s).
 CUE_PERIOD_S = (3.0, 8.0)
 CUE_JITTER_S = 0.5
@@ -864,6 +868,8 @@ def _closed_loop_triggers(p: _Prepared, channel: int) -> list:
     n550 = int(round(RESPONSE[2][1] * fa))
     bad = np.concatenate([[0], np.cumsum(~p.usable, dtype=np.int64)])
     for level in DEPTHS_SD:
+        if level * sd < MIN_TRIGGER_UV:
+            continue
         idx = emulate_triggers(p.slow, -level * sd, refractory)
         # the pair score also reads the mirror image before the trough: keep both sides in the data
         idx = idx[(idx - span >= 0) & (idx + span < p.usable.size)]
