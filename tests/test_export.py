@@ -28,7 +28,7 @@ def night(tmp_path_factory):
     """A 30-min night: 12-Hz stimulation at 420-660 s, 0.2 % packets lost and a dropout at 1200-1290 s."""
     folder = tmp_path_factory.mktemp("export")
     sim = folder / "sim.edf"
-    simulate_night(sim, hours=0.5, seed=3, faults=FaultSpec(loss=0.002),
+    simulate_night(sim, hours=0.5, seed=9, faults=FaultSpec(loss=0.002),
                    inject=[Electrical(onsets=(STIM_ONSET,), n_blocks=1, block_s=STIM_SECONDS, frequency_hz=12.0)])
     rec = read_edf(sim)
     fs = rec.signals[0].fs

@@ -416,7 +416,10 @@ def test_muse_through_bleak_counter_replay_found(forge, tmp_path):
         return
     truth = forgers[mufw.TP9_UUID].truth[0]
     assert len(anomalies) == 1 and anomalies[0].what == "replay", anomalies
-    assert abs(anomalies[0].onset_s - truth["onset"]) <= 0.1 and abs(anomalies[0].duration_s - 5.0) <= 0.2
+    # the four EEG characteristics' notifications interleave in arrival order, which a loaded host
+    # shifts by a few packets: onset within 5 packets (12 samples each at 256 Hz)
+    packet_s = 12 / 256
+    assert abs(anomalies[0].onset_s - truth["onset"]) <= 5 * packet_s and abs(anomalies[0].duration_s - 5.0) <= 0.2
     assert "already delivered 6." in anomalies[0].evidence
 
 
