@@ -21,7 +21,8 @@ Adaptation
     matters. Scaling the signal by any factor shifts the delta power and the grid alike, so
     staging is amplitude invariant. A headband's noise floor and filters shift
     the beta share, slope and entropy in every stage alike: those get per-recording offsets,
-    estimated by EM and shrunk towards zero for short recordings (online EM when live).
+    estimated by EM and shrunk towards zero for short recordings (live: one EM step per epoch
+    over the epochs so far, see :class:`LiveStager`).
 
 Context
     Offline: forward-backward over the whole recording. Live: the forward pass of every
@@ -29,7 +30,8 @@ Context
 
 EMG
     A chin EMG's 10-100 Hz tone, as a robust z-score against this night's NREM tone, raises W
-    and lowers REM (REM has the lowest tone).
+    and lowers REM (REM has the lowest tone). NREM is what the EEG alone says (offline: the whole
+    night; live: the epochs so far).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from numba import njit
 from .errors import SignalError
 from .features import (CHUNK_EPOCHS, EEG_FEATURES, GAIN_DEPENDENT, eeg_features, emg_log_power,
                        entropy_input, to_working_rate, working_rate, working_rate_features)
-from .hmm import bank_evidence, bank_mixture_posterior, predict_and_update
+from .hmm import bank_evidence, bank_mixture_posterior
 from .model import StagingModel, default_model
 from .quality import epoch_quality, scorable, unscorable_reason
 from .stages import EPOCH_SECONDS, STAGES, UNSCORED
@@ -475,11 +477,119 @@ class EpochStage:
     probabilities: np.ndarray
 
 
+#: Most EMG tones of NREM epochs the live stager keeps as its reference (about 4 h of NREM): a
+#: ring, so memory and the cost of its median stay bounded over any night; a whole night's NREM
+#: of up to about 6 h fits, so the reference is offline's, and over longer ones it follows a slow
+#: drift of the tone.
+MAX_EMG_REFERENCE_EPOCHS = 480
+#: Most recent epochs (8 h) whose stage posteriors the live stager revises, by forward-backward
+#: under the current estimates, each time it re-estimates the feature offsets; older epochs keep
+#: the share of the offsets' evidence they had when they left the window. A whole night's worth:
+#: a shorter window commits the early night's posteriors while the offsets are still poorly known,
+#: and the estimate stays in a worse optimum (simulated nights: offsets about half offline's).
+OFFSET_WINDOW_EPOCHS = 960
+
+
+@njit(cache=True)
+def _bank_filter_step(log_post, log_evidence, loglik, log_trans, log_initial, started):
+    """One causal step of every gain hypothesis' forward pass, in place.
+
+    ``log_post`` (J, K) is each hypothesis' log posterior of the previous epoch's stage (replaced
+    by this epoch's), ``log_evidence`` (J,) its log evidence so far (this step's added),
+    ``loglik`` (J, K) this epoch's log likelihoods; before the first epoch (``started`` False)
+    the prior is ``log_initial`` (K,). Equal to :func:`dsp.hmm.predict_and_update` per hypothesis.
+    """
+    j_len, k_len = log_post.shape
+    prior = np.empty(k_len)
+    terms = np.empty(k_len)
+    for b in range(j_len):
+        for j in range(k_len):
+            if started:
+                for i in range(k_len):
+                    terms[i] = log_post[b, i] + log_trans[i, j]
+                top = terms.max()
+                prior[j] = top + np.log(np.exp(terms - top).sum()) if np.isfinite(top) else top
+            else:
+                prior[j] = log_initial[j]
+        unnormalised = prior + loglik[b]
+        top = unnormalised.max()
+        step = top + np.log(np.exp(unnormalised - top).sum())
+        log_evidence[b] += step
+        for j in range(k_len):
+            log_post[b, j] = unnormalised[j] - step
+
+
+@njit(cache=True)
+def _window_posterior(factor, trans, prior):
+    """Forward-backward posterior of each epoch's stage, shape (T, K), in linear scale.
+
+    ``factor`` (T, K) are the epochs' emission likelihoods up to a scale per epoch (e.g. divided by
+    their maximum), ``trans`` (K, K) the transition probabilities (rows = from), ``prior`` (K,) the
+    probabilities of the first epoch's stage. Every step is normalised, so nothing underflows; equal
+    to :func:`dsp.hmm.forward_backward` (which works in log space, at several times the cost).
+    """
+    t_len, k_len = factor.shape
+    alpha = np.empty((t_len, k_len))
+    beta = np.ones((t_len, k_len))
+    post = np.empty((t_len, k_len))
+    for t in range(t_len):
+        total = 0.0
+        for j in range(k_len):
+            if t == 0:
+                predicted = prior[j]
+            else:
+                predicted = 0.0
+                for i in range(k_len):
+                    predicted += alpha[t - 1, i] * trans[i, j]
+            alpha[t, j] = predicted * factor[t, j]
+            total += alpha[t, j]
+        for j in range(k_len):  # an impossible epoch (total 0) restarts from its own evidence
+            alpha[t, j] = alpha[t, j] / total if total > 0 else factor[t, j]
+    for t in range(t_len - 2, -1, -1):
+        total = 0.0
+        for i in range(k_len):
+            s = 0.0
+            for j in range(k_len):
+                s += trans[i, j] * factor[t + 1, j] * beta[t + 1, j]
+            beta[t, i] = s
+            total += s
+        for i in range(k_len):
+            beta[t, i] = beta[t, i] / total if total > 0 else 1.0
+    for t in range(t_len):
+        total = 0.0
+        for k in range(k_len):
+            post[t, k] = alpha[t, k] * beta[t, k]
+            total += post[t, k]
+        for k in range(k_len):
+            post[t, k] /= total
+    return post
+
+
+def _bank_mixture(log_post: np.ndarray, log_evidence: np.ndarray) -> np.ndarray:
+    """Evidence-weighted mixture of the hypotheses' stage posteriors, shape (K,)."""
+    weights = np.exp(log_evidence - log_evidence.max())
+    return weights @ np.exp(log_post) / weights.sum()
+
+
 class LiveStager:
     """Causal staging of a stream: feed samples as they arrive, get each epoch's stage when it ends.
 
     The bank of gain hypotheses is anchored on the first scorable epoch and filtered forward; each
     epoch's probabilities are the evidence-weighted mixture over the bank so far.
+
+    The feature offsets (see the module notes) are re-estimated after every epoch from the epochs
+    so far, one EM step at a time, as offline's EM does over the whole night from the EEG alone:
+    the last :data:`OFFSET_WINDOW_EPOCHS` get their stage posteriors revised by a forward-backward
+    pass under the current offsets (so the posteriors of the early night, taken while the offsets
+    were still poorly known, are not locked into them), older ones keep the share they had when
+    they left that window. Memory and the cost of an epoch are bounded, whatever the night's length.
+
+    With EMG, the tone's reference is, as offline, the median and MAD of the tone in the epochs that
+    the EEG alone calls NREM: a second forward pass without the EMG term chooses them (the stages the
+    tone itself pulls never choose its reference; that pass is exactly a stager without EMG), the
+    last :data:`MAX_EMG_REFERENCE_EPOCHS` of them. The EMG is used from the epoch after
+    :data:`MIN_EMG_REFERENCE_EPOCHS` such epochs have been seen; the offsets (and the gain they are
+    estimated at) come from the EEG alone.
 
     Parameters
     ----------
@@ -496,7 +606,9 @@ class LiveStager:
     def __init__(self, fs: float, n_eeg: int = 1, n_emg: int = 0, model: StagingModel | None = None):
         _check_rate(fs)
         self.model = default_model() if model is None else model
-        self._log_trans = self.model.log_transitions
+        self._log_trans = np.ascontiguousarray(self.model.log_transitions, dtype=np.float64)
+        self._trans = np.ascontiguousarray(self.model.transitions, dtype=np.float64)
+        self._log_initial = np.ascontiguousarray(self.model.log_initial, dtype=np.float64)
         self.fs = float(fs)
         self._rate, self._down = working_rate(self.fs)
         self.n_eeg, self.n_emg = n_eeg, n_emg
@@ -504,12 +616,26 @@ class LiveStager:
         self._buffer = np.empty((n_eeg + n_emg, self._n_per))
         self._filled = 0
         self._gains: np.ndarray | None = None
-        self._log_post = np.tile(self.model.log_initial, (len(GAIN_OFFSETS), 1))
-        self._log_evidence = np.zeros(len(GAIN_OFFSETS))
+        n_bank, n_features = len(GAIN_OFFSETS), len(EEG_FEATURES)
+        # forward pass of every gain hypothesis, with the EMG term, and (EMG only) without it
+        self._log_post = np.tile(self._log_initial, (n_bank, 1))
+        self._log_evidence = np.zeros(n_bank)
+        self._eeg_log_post = self._log_post.copy() if n_emg else None
+        self._eeg_log_evidence = np.zeros(n_bank) if n_emg else None
         self._started = False
-        self._offset_stats = (np.zeros(len(EEG_FEATURES)), np.zeros(len(EEG_FEATURES)))
-        self._offset = np.zeros(len(EEG_FEATURES))
-        self._nrem_emg: list = []  # EMG log power of epochs the stager called NREM
+        self._offset = np.zeros(n_features)
+        # the feature offsets' evidence: that of the epochs that left the window, and the window
+        self._committed = (np.zeros(n_features), np.zeros(n_features))
+        self._window_features = np.zeros((OFFSET_WINDOW_EPOCHS, n_features))
+        self._window_ok = np.zeros(OFFSET_WINDOW_EPOCHS, dtype=bool)
+        self._window_post = np.zeros((OFFSET_WINDOW_EPOCHS, len(STAGES)))  # last revised posteriors
+        self._window_filtered = np.zeros((OFFSET_WINDOW_EPOCHS, len(STAGES)))  # causal probabilities
+        self._window_len = 0  # epochs in the window, oldest first from _window_start
+        self._window_start = 0
+        self._window_prior = np.asarray(self.model.initial, dtype=np.float64)  # of the oldest window epoch's stage
+        # EMG log power of the epochs the EEG alone called NREM: a ring of the latest
+        self._emg_reference = np.empty(MAX_EMG_REFERENCE_EPOCHS if n_emg else 0)
+        self._emg_reference_count = 0
         self._context = np.zeros((n_eeg, 0))  # the last second of the previous epoch
         self.epochs_done = 0
 
@@ -579,40 +705,90 @@ class LiveStager:
         highpassed = np.stack([entropy_input(row, self._rate)[epoch] for row in working])
         return working[:, epoch], highpassed
 
+    def _emg_z(self, power: float) -> np.ndarray | None:
+        """Robust z, shape (1,), of an epoch's EMG log power against the reference; None before it exists."""
+        n = min(self._emg_reference_count, MAX_EMG_REFERENCE_EPOCHS)
+        if n < MIN_EMG_REFERENCE_EPOCHS:
+            return None
+        return robust_z(np.array([power]), self._emg_reference[:n])
+
     def _stage_epoch(self, working: np.ndarray, highpassed: np.ndarray, ok: bool, emg_power) -> EpochStage:
         n_bank = len(GAIN_OFFSETS)
         loglik = np.zeros((n_bank, len(STAGES)))
-        emg_power = None
+        emg_z = None
         if ok:
             features = eeg_features(working[:, None, :], self._rate, highpassed[:, None, :])
             if self._gains is None:
                 self._gains = features[0, 0] + GAIN_OFFSETS
-            emg_z = None
-            if emg_power is not None and len(self._nrem_emg) >= MIN_EMG_REFERENCE_EPOCHS:
-                emg_z = robust_z(np.array([emg_power]), np.array(self._nrem_emg))
-            for b in range(n_bank):
-                loglik[b] = emission_loglik(self.model, features - self._offset, self._gains[b], emg_z)[0]
-        for b in range(n_bank):
-            if self._started:
-                unnormalised = predict_and_update(self._log_post[b], loglik[b], self._log_trans)
-            else:
-                unnormalised = self.model.log_initial + loglik[b]
-            step = np.logaddexp.reduce(unnormalised)
-            self._log_evidence[b] += step
-            self._log_post[b] = unnormalised - step
+            # all hypotheses at once: hypothesis b sees the features with its gain removed
+            shifted = (features - self._offset) - self._gains[:, None] * GAIN_DEPENDENT
+            loglik = emission_loglik(self.model, shifted, 0.0)
+            if emg_power is not None:
+                emg_z = self._emg_z(emg_power)
+        if self.n_emg:  # the EEG-only pass: it chooses the EMG reference
+            _bank_filter_step(self._eeg_log_post, self._eeg_log_evidence, loglik, self._log_trans,
+                              self._log_initial, self._started)
+        if emg_z is not None:
+            loglik = loglik + np.clip(emg_z, -3.0, 3.0) * self.model.emg_weight[None, :]
+        _bank_filter_step(self._log_post, self._log_evidence, loglik, self._log_trans, self._log_initial,
+                          self._started)
         self._started = True
-        weights = np.exp(self._log_evidence - self._log_evidence.max())
-        probs = weights @ np.exp(self._log_post) / weights.sum()
+        probs = _bank_mixture(self._log_post, self._log_evidence)
+        eeg_probs = _bank_mixture(self._eeg_log_post, self._eeg_log_evidence) if self.n_emg else probs
         index = self.epochs_done
         self.epochs_done += 1
+        if ok and emg_power is not None and eeg_probs[2] + eeg_probs[3] > 0.5:
+            self._emg_reference[self._emg_reference_count % MAX_EMG_REFERENCE_EPOCHS] = emg_power
+            self._emg_reference_count += 1
+        self._remember(features[0] if ok else None, eeg_probs)
         if not ok:
             return EpochStage(index, UNSCORED, 0.0, probs)
-        if emg_power is not None and probs[2] + probs[3] > 0.5:
-            self._nrem_emg.append(emg_power)
-        # online EM: this epoch's share of the evidence about the recording's feature offsets
-        gain = self._gains[int(self._log_evidence.argmax())]
-        residual, weight = _offset_update(self.model, features - gain * GAIN_DEPENDENT, probs[None, :])
-        self._offset_stats = (self._offset_stats[0] + residual, self._offset_stats[1] + weight)
-        self._offset = _offsets(self.model, *self._offset_stats)
+        self._revise_offsets()
         best = int(probs.argmax())
         return EpochStage(index, best, float(probs[best]), probs)
+
+    def _eeg_gain(self) -> float:
+        """The gain hypothesis the EEG alone supports best (log10 uV^2)."""
+        evidence = self._eeg_log_evidence if self.n_emg else self._log_evidence
+        return self._gains[int(evidence.argmax())]
+
+    def _remember(self, features, eeg_probs: np.ndarray) -> None:
+        """Add an epoch (its features, None when unscorable, and its causal EEG-only stage
+        probabilities) to the offsets' window; the oldest one, when the window is full, commits the
+        offsets' evidence its last revised posterior gives."""
+        size = OFFSET_WINDOW_EPOCHS
+        if self._window_len == size:
+            old = self._window_start
+            if self._window_ok[old]:
+                gain = self._eeg_gain()
+                x = self._window_features[old:old + 1] - gain * GAIN_DEPENDENT
+                residual, weight = _offset_update(self.model, x, self._window_post[old:old + 1])
+                self._committed = (self._committed[0] + residual, self._committed[1] + weight)
+            # the next oldest epoch's prior: one transition on from the departing one's causal probabilities
+            self._window_prior = self._window_filtered[old] @ self._trans
+            self._window_start = (old + 1) % size
+            self._window_len -= 1
+        slot = (self._window_start + self._window_len) % size
+        self._window_ok[slot] = features is not None
+        self._window_features[slot] = 0.0 if features is None else features
+        self._window_filtered[slot] = eeg_probs
+        self._window_post[slot] = eeg_probs
+        self._window_len += 1
+
+    def _revise_offsets(self) -> None:
+        """One EM step for the feature offsets: forward-backward over the window under the current
+        offsets and gain, EEG only (as offline's first pass), then the offsets that posterior and the
+        committed evidence give."""
+        order = (self._window_start + np.arange(self._window_len)) % OFFSET_WINDOW_EPOCHS
+        features, ok = self._window_features[order], self._window_ok[order]
+        gain = self._eeg_gain()
+        # the emission likelihoods relative to each epoch's best stage (1 where not ok), of every
+        # feature (none flagged gain-dependent: the gain is removed here), without EMG
+        n, n_stages = len(ok), len(STAGES)
+        factor = _shared_factor(features - self._offset - gain * GAIN_DEPENDENT, ok,
+                                np.zeros(features.shape[1], dtype=bool), self.model.prototypes, self.model.spread,
+                                np.zeros(n), self.model.emg_weight, np.zeros((n, n_stages)))
+        post = _window_posterior(factor, self._trans, self._window_prior)
+        self._window_post[order] = post
+        residual, weight = _offset_update(self.model, features - gain * GAIN_DEPENDENT, post, ok)
+        self._offset = _offsets(self.model, self._committed[0] + residual, self._committed[1] + weight)

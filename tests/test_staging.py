@@ -60,6 +60,128 @@ def test_live_agrees_with_offline_and_ignores_block_sizes(night):
     assert small.shape == offline.shape and (small == offline).mean() >= 0.85
 
 
+def _live_stages(band, eeg, emg=None, block=256):
+    """First-given live stages of one EEG row (and one EMG row), fed ``block`` samples at a time."""
+    stager = LiveStager(band.fs, n_eeg=1, n_emg=0 if emg is None else 1)
+    out = []
+    for i in range(0, eeg.shape[-1], block):
+        out += stager.push(eeg[None, i:i + block], None if emg is None else emg[None, i:i + block])
+    return np.array([e.stage for e in out]), stager
+
+
+def test_live_staging_uses_the_chin_emg(night):
+    # the simulator's REM has the lowest chin tone (atonia): with the EMG, live finds more of it
+    band, data = night
+    with_emg = _live_stages(band, data[0], data[3])[0]
+    without = _live_stages(band, data[0])[0]
+    rem = band.hypnogram == STAGES.index("REM")
+    assert rem.any() and (with_emg != without).any()
+    assert (with_emg[rem] == STAGES.index("REM")).mean() > (without[rem] == STAGES.index("REM")).mean()
+
+
+def test_live_chin_tone_separates_rem_from_wake(night):
+    # same EEG, but wake-level tone (x8: 2.5 -> 20 uV in the simulator) in the REM epochs after the first
+    # hour: the tone alone must turn them away from REM, towards wake, and leave the other epochs alone
+    band, data = night
+    n = int(round(30 * band.fs))
+    rem = np.flatnonzero(band.hypnogram == STAGES.index("REM"))
+    rem = rem[rem >= 120]
+    tense = data[3].copy()
+    for k in rem:
+        tense[k * n:(k + 1) * n] *= 8
+    base = _live_stages(band, data[0], data[3])[0]
+    raised = _live_stages(band, data[0], tense)[0]
+    assert len(rem) >= 10
+
+    def called_rem(stages):
+        return int((stages[rem] == STAGES.index("REM")).sum())
+
+    assert called_rem(raised) < called_rem(base) / 2
+    assert (raised[rem] == STAGES.index("W")).sum() > (base[rem] == STAGES.index("W")).sum()
+    others = np.setdiff1d(np.arange(len(base)), rem)
+    assert (raised[others] != base[others]).mean() <= 0.05
+
+
+def test_live_emg_reference_is_chosen_by_the_eeg_alone(night):
+    # not circular: the pass that picks the NREM epochs of the tone's reference, and the offsets, are
+    # those of a stager without EMG, whatever the EMG does (here: its own, and the night's played backwards)
+    band, data = night
+    without = _live_stages(band, data[0])[1]
+    for emg in (data[3], data[3, ::-1].copy()):
+        with_emg = _live_stages(band, data[0], emg)[1]
+        np.testing.assert_array_equal(with_emg._eeg_log_post, without._log_post)
+        np.testing.assert_array_equal(with_emg._offset, without._offset)
+
+
+def test_live_emg_amplitude_does_not_matter(night):
+    # the tone is a robust z against the night's own NREM tone, so the EMG's gain cancels
+    band, data = night
+    base = _live_stages(band, data[0], data[3])[0]
+    for factor in (0.5, 3.0):
+        np.testing.assert_array_equal(_live_stages(band, data[0], data[3] * factor)[0], base)
+
+
+def test_live_state_stays_bounded_however_long_the_night(night, monkeypatch):
+    # small window and reference ring so that 4 h wraps both; state measured after 2 h and after 4 h
+    import dsp.staging
+
+    monkeypatch.setattr(dsp.staging, "OFFSET_WINDOW_EPOCHS", 60)
+    monkeypatch.setattr(dsp.staging, "MAX_EMG_REFERENCE_EPOCHS", 40)
+    band, data = night
+
+    def held(value):  # array bytes and container lengths, through the stager's attributes
+        if isinstance(value, np.ndarray):
+            return value.nbytes
+        if isinstance(value, (list, tuple, dict)):
+            return len(value) + sum(held(v) for v in (value.values() if isinstance(value, dict) else value))
+        return held(vars(value)) if isinstance(value, LiveStager) else 0
+
+    half = data.shape[1] // 2
+    first = _live_stages(band, data[0, :half], data[3, :half])[1]
+    whole_stages, whole = _live_stages(band, data[0], data[3])
+    assert whole.epochs_done == 2 * first.epochs_done and held(whole) == held(first)
+    np.testing.assert_array_equal(_live_stages(band, data[0], data[3], block=7_680)[0], whole_stages)
+    offline = stage(data[0], band.fs, emg=data[3]).stages
+    assert (whole_stages == offline).mean() >= 0.85  # still tracking offline with a 30-min window
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_window_posterior_is_forward_backward_in_linear_scale(seed):
+    from dsp.hmm import forward_backward
+    from dsp.model import default_model
+    from dsp.staging import _window_posterior
+
+    rng = np.random.default_rng(seed)
+    trans = default_model().transitions
+    loglik = rng.normal(0.0, 30.0, (200, 5))  # wide: many factors underflow to 0 in linear scale
+    prior = rng.dirichlet(np.ones(5))
+    expected = forward_backward(loglik, np.log(trans), np.log(prior))[0]
+    got = _window_posterior(np.exp(loglik - loglik.max(axis=1, keepdims=True)), trans, prior)
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_bank_filter_step_is_predict_and_update_per_hypothesis(started):
+    from dsp.hmm import predict_and_update
+    from dsp.model import default_model
+    from dsp.staging import _bank_filter_step
+
+    rng = np.random.default_rng(3)
+    model = default_model()
+    log_post = np.log(rng.dirichlet(np.ones(5), size=7))
+    loglik = rng.normal(0.0, 5.0, (7, 5))
+    evidence = rng.normal(0.0, 1.0, 7)
+    expected_post, expected_evidence = np.empty_like(log_post), evidence.copy()
+    for b in range(7):
+        unnormalised = (predict_and_update(log_post[b], loglik[b], model.log_transitions) if started
+                        else model.log_initial + loglik[b])
+        step = np.logaddexp.reduce(unnormalised)
+        expected_post[b], expected_evidence[b] = unnormalised - step, evidence[b] + step
+    _bank_filter_step(log_post, evidence, loglik, model.log_transitions, model.log_initial, started)
+    np.testing.assert_allclose(log_post, expected_post, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(evidence, expected_evidence, rtol=1e-12, atol=1e-12)
+
+
 def test_bad_epochs_are_unscorable_not_guessed(night):
     band, data = night
     eeg = data[0, : int(10 * 30 * band.fs)].copy()
