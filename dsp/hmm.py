@@ -91,6 +91,46 @@ def forward_filter(log_emit, log_trans, log_init):
 
 
 @njit(cache=True)
+def sequence_log_evidence(log_emit, trans, init):
+    """Log likelihood of all epochs' evidence under the model: :func:`forward_filter`'s
+    ``log_evidence``, from a forward pass in linear scale (each epoch's emissions relative to their
+    best, each step renormalised; no temporaries), for scoring many candidate emissions.
+
+    Parameters
+    ----------
+    log_emit : ndarray, shape (T, K)
+        Log likelihood of each epoch's evidence under each state.
+    trans : ndarray, shape (K, K)
+        Transition probabilities, rows = from, columns = to.
+    init : ndarray, shape (K,)
+        Probabilities of the first epoch's state.
+
+    Returns
+    -------
+    float
+    """
+    t_len, k_len = log_emit.shape
+    alpha = init.copy()
+    nxt = np.empty(k_len)
+    total = 0.0
+    for t in range(t_len):
+        top = log_emit[t].max()
+        norm = 0.0
+        for k in range(k_len):
+            prior = alpha[k]
+            if t > 0:
+                prior = 0.0
+                for i in range(k_len):
+                    prior += alpha[i] * trans[i, k]
+            nxt[k] = prior * np.exp(log_emit[t, k] - top)
+            norm += nxt[k]
+        for k in range(k_len):
+            alpha[k] = nxt[k] / norm
+        total += top + np.log(norm)
+    return total
+
+
+@njit(cache=True)
 def forward_backward(log_emit, log_trans, log_init):
     """Posterior state probabilities of every epoch given all epochs.
 

@@ -44,7 +44,7 @@ from numba import njit
 from .errors import SignalError
 from .features import (CHUNK_EPOCHS, EEG_FEATURES, GAIN_DEPENDENT, eeg_features, emg_log_power,
                        entropy_input, to_working_rate, working_rate, working_rate_features)
-from .hmm import bank_evidence, bank_mixture_posterior
+from .hmm import bank_evidence, bank_mixture_posterior, sequence_log_evidence
 from .model import StagingModel, default_model
 from .quality import epoch_quality, scorable, unscorable_reason
 from .stages import EPOCH_SECONDS, STAGES, UNSCORED
@@ -346,10 +346,23 @@ def _offsets(model: StagingModel, residual: np.ndarray, weight: np.ndarray) -> n
     return out
 
 
-def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z) -> np.ndarray:
-    """Posterior over stages after estimating the recording's gain and feature offsets (EM), shape (T, 5)."""
-    bank = _gain_bank(model, features, ok)
-    offset = np.zeros(features.shape[1])
+def _offset_starts(model: StagingModel, features: np.ndarray, ok: np.ndarray) -> tuple:
+    """Where the offset EM starts: no offsets (the prototypes as they are), and offsets that make
+    the recording's median epoch an N2 one (the commonest stage of a night). From the first alone,
+    a montage whose noise-sensitive features sit far from the prototypes (a consumer headband's
+    frontal and temporal leads, say) can lock into a mode where every epoch but N3 is wake."""
+    typical_n2 = np.zeros(features.shape[1])
+    typical_n2[NOISE_SENSITIVE] = (np.median(features[ok][:, NOISE_SENSITIVE], axis=0)
+                                   - model.prototypes[2, NOISE_SENSITIVE])
+    return np.zeros(features.shape[1]), typical_n2
+
+
+def _offset_em(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z, bank: _GainBank,
+               offset: np.ndarray) -> tuple:
+    """EM of the feature offsets from ``offset``: the posterior over stages at the mode it reaches,
+    shape (T, 5), and that mode's log posterior density up to a constant (the best gain
+    hypothesis' HMM evidence plus the offsets' log prior), which ranks modes reached from
+    different starts."""
     for iteration in range(MAX_EM_ITERATIONS):
         post, gain, log_evidence = _bank_posterior(model, features - offset, ok, emg_z, bank)
         if iteration == 0:  # later passes need only the hypotheses the evidence left standing
@@ -360,7 +373,23 @@ def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray
         offset = new
         if converged:
             break
-    return _bank_posterior(model, features - offset, ok, emg_z, bank)[0]
+    post, gain, _ = _bank_posterior(model, features - offset, ok, emg_z, bank)
+    emission = emission_loglik(model, (features - offset)[ok], gain, None if emg_z is None else emg_z[ok])
+    evidence = sequence_log_evidence(emission, model.transitions, model.initial)
+    precision = OFFSET_PRIOR_EPOCHS / model.spread[2, NOISE_SENSITIVE] ** 2  # the prior of :func:`_offsets`
+    return post, evidence - 0.5 * float((precision * offset[NOISE_SENSITIVE] ** 2).sum())
+
+
+def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z) -> np.ndarray:
+    """Posterior over stages after estimating the recording's gain and feature offsets, shape
+    (T, 5): EM from each of :func:`_offset_starts`, keeping the mode of higher posterior density."""
+    bank = _gain_bank(model, features, ok)
+    best_post, best_score = None, -np.inf
+    for start in _offset_starts(model, features, ok):
+        post, score = _offset_em(model, features, ok, emg_z, bank, start)
+        if score > best_score:
+            best_post, best_score = post, score
+    return best_post
 
 
 def epoch_features(eeg, fs: float) -> tuple:

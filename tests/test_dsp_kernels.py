@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from dsp.hmm import (bank_evidence, bank_mixture_posterior, bank_posterior, forward_backward, forward_filter,
-                     forward_step)
+                     forward_step, sequence_log_evidence)
 from dsp.quality import epoch_quality, scorable
 from dsp.spectral import band_powers, epoch_psd
 
@@ -109,6 +109,9 @@ def test_forward_backward_matches_enumeration_of_all_paths(seed, t_len, k):
     log_alpha, filtered_evidence = forward_filter(np.log(emit), np.log(trans), np.log(init))
     np.testing.assert_allclose(filtered_evidence, np.log(evidence), rtol=1e-9)
     np.testing.assert_allclose(np.exp(log_alpha[-1]), expected_post[-1], rtol=1e-9, atol=1e-12)
+    # the linear-scale pass, with emissions hundreds of nats below 0 (far under float64's range)
+    np.testing.assert_allclose(sequence_log_evidence(np.log(emit) - 800.0, trans, init),
+                               np.log(evidence) - 800.0 * t_len, rtol=1e-9)
 
 
 def test_forward_step_is_bayes_filtering():

@@ -36,6 +36,19 @@ def test_offline_staging_follows_the_simulated_truth(night):
     assert np.all((result.confidence > 0) & (result.confidence <= 1))
 
 
+def test_a_nap_whose_features_sit_far_from_the_prototypes_is_not_called_sleep_onset_rem():
+    """Half an hour of a simulated Cyton, 15 min of N2 between wake. EM started from the prototypes
+    alone settles in a mode where that N2 is REM; started from "the median epoch is N2" too, the
+    stager keeps the mode the data support better."""
+    band = SimulatedHeadband("cyton", hours=0.5, seed=4)
+    data = band.read_all()
+    result = stage(data[:2], band.fs)
+    truth = np.asarray(band.hypnogram)[: len(result.stages)]
+    assert (truth == 2).sum() >= 20 and not (truth == 4).any()
+    assert not (result.stages == 4).any()
+    assert (result.stages == truth).mean() >= 0.9
+
+
 def test_amplitude_scaling_changes_at_most_five_percent_of_epochs(night):
     band, data = night
     base = stage(data[:2], band.fs, emg=data[3]).stages
