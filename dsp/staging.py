@@ -294,17 +294,20 @@ def _narrowed(bank: _GainBank, keep: np.ndarray) -> _GainBank:
     return _GainBank(bank.gains[keep], np.ascontiguousarray(bank.table[:, :, keep]), bank.peak)
 
 
-def _bank_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z, bank: _GainBank) -> tuple:
+def _bank_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z, bank: _GainBank,
+                    initial: np.ndarray | None = None) -> tuple:
     """Evidence-weighted forward-backward posterior over the bank of gain hypotheses, shape (T, 5),
-    the gain of the best-supported hypothesis, and each hypothesis' log evidence relative to it (J,)."""
+    the gain of the best-supported hypothesis, and each hypothesis' log evidence relative to it (J,).
+    ``initial`` (5,) is the first epoch's stage probabilities, by default the model's."""
+    initial = model.initial if initial is None else initial
     emg = np.zeros(len(ok)) if emg_z is None else np.clip(emg_z, -3.0, 3.0)
     factor = _shared_factor(features, ok, GAIN_DEPENDENT != 0, model.prototypes, model.spread, emg,
                             model.emg_weight, bank.peak)
-    log_evidence = bank_evidence(factor, bank.table, model.transitions, model.initial)
+    log_evidence = bank_evidence(factor, bank.table, model.transitions, initial)
     weights = np.exp(log_evidence)
     weights /= weights.sum()
     used = np.flatnonzero(weights > 1e-15)  # the rest add less than rounding to the mixture
-    post = bank_mixture_posterior(factor, bank.table, model.transitions, model.initial, used, weights[used])
+    post = bank_mixture_posterior(factor, bank.table, model.transitions, initial, used, weights[used])
     return post, float(bank.gains[int(log_evidence.argmax())]), log_evidence
 
 
@@ -358,26 +361,41 @@ def _offset_starts(model: StagingModel, features: np.ndarray, ok: np.ndarray) ->
 
 
 def _offset_em(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z, bank: _GainBank,
-               offset: np.ndarray) -> tuple:
+               offset: np.ndarray, *, iterations: int = MAX_EM_ITERATIONS, committed: tuple | None = None,
+               initial: np.ndarray | None = None) -> tuple:
     """EM of the feature offsets from ``offset``: the posterior over stages at the mode it reaches,
-    shape (T, 5), and that mode's log posterior density up to a constant (the best gain
-    hypothesis' HMM evidence plus the offsets' log prior), which ranks modes reached from
-    different starts."""
-    for iteration in range(MAX_EM_ITERATIONS):
-        post, gain, log_evidence = _bank_posterior(model, features - offset, ok, emg_z, bank)
+    shape (T, 5), that mode's log posterior density up to a constant (the best gain hypothesis' HMM
+    evidence plus the offsets' log prior), which ranks modes reached from different starts, the
+    offsets and the best gain. At most ``iterations`` steps; ``committed`` adds sufficient
+    statistics of epochs no longer in ``features`` (:func:`_offset_update`), ``initial`` (5,) is
+    the first epoch's stage probabilities (by default the model's)."""
+    initial = model.initial if initial is None else initial
+    for iteration in range(iterations):
+        post, gain, log_evidence = _bank_posterior(model, features - offset, ok, emg_z, bank, initial)
         if iteration == 0:  # later passes need only the hypotheses the evidence left standing
             bank = _narrowed(bank, log_evidence > -NEGLIGIBLE_EVIDENCE_NATS)
         residual, weight = _offset_update(model, features - gain * GAIN_DEPENDENT, post, ok)
+        if committed is not None:
+            residual, weight = residual + committed[0], weight + committed[1]
         new = _offsets(model, residual, weight)
         converged = np.abs(new - offset).max() < 1e-3
         offset = new
         if converged:
             break
-    post, gain, _ = _bank_posterior(model, features - offset, ok, emg_z, bank)
-    emission = emission_loglik(model, (features - offset)[ok], gain, None if emg_z is None else emg_z[ok])
-    evidence = sequence_log_evidence(emission, model.transitions, model.initial)
-    precision = OFFSET_PRIOR_EPOCHS / model.spread[2, NOISE_SENSITIVE] ** 2  # the prior of :func:`_offsets`
-    return post, evidence - 0.5 * float((precision * offset[NOISE_SENSITIVE] ** 2).sum())
+    post, gain, _ = _bank_posterior(model, features - offset, ok, emg_z, bank, initial)
+    x = (features - offset - gain * GAIN_DEPENDENT)[ok]
+    score = _mode_density(model, x, offset, model.transitions, initial, None if emg_z is None else emg_z[ok])
+    return post, score, offset, gain
+
+
+def _mode_density(model: StagingModel, x: np.ndarray, offset: np.ndarray, trans: np.ndarray,
+                  prior: np.ndarray, emg_z=None) -> float:
+    """Log posterior density of feature offsets, up to a constant: the HMM evidence of the epochs'
+    features ``x`` (n, n_features; gain and offsets removed) plus the offsets' log prior (that of
+    :func:`_offsets`); ``prior`` (K,) is the first epoch's stage probabilities."""
+    evidence = sequence_log_evidence(emission_loglik(model, x, 0.0, emg_z), trans, prior)
+    precision = OFFSET_PRIOR_EPOCHS / model.spread[2, NOISE_SENSITIVE] ** 2
+    return evidence - 0.5 * float((precision * offset[NOISE_SENSITIVE] ** 2).sum())
 
 
 def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z) -> np.ndarray:
@@ -386,7 +404,7 @@ def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray
     bank = _gain_bank(model, features, ok)
     best_post, best_score = None, -np.inf
     for start in _offset_starts(model, features, ok):
-        post, score = _offset_em(model, features, ok, emg_z, bank, start)
+        post, score, _, _ = _offset_em(model, features, ok, emg_z, bank, start)
         if score > best_score:
             best_post, best_score = post, score
     return best_post
@@ -506,119 +524,29 @@ class EpochStage:
     probabilities: np.ndarray
 
 
-#: Most EMG tones of NREM epochs the live stager keeps as its reference (about 4 h of NREM): a
-#: ring, so memory and the cost of its median stay bounded over any night; a whole night's NREM
-#: of up to about 6 h fits, so the reference is offline's, and over longer ones it follows a slow
-#: drift of the tone.
-MAX_EMG_REFERENCE_EPOCHS = 480
-#: Most recent epochs (8 h) whose stage posteriors the live stager revises, by forward-backward
-#: under the current estimates, each time it re-estimates the feature offsets; older epochs keep
-#: the share of the offsets' evidence they had when they left the window. A whole night's worth:
-#: a shorter window commits the early night's posteriors while the offsets are still poorly known,
-#: and the estimate stays in a worse optimum (simulated nights: offsets about half offline's).
+#: Most recent epochs (8 h) live staging re-reads after every epoch: the gain, the feature offsets
+#: and the stage come from them as offline's come from the whole night. Older epochs keep the share
+#: of the offsets' evidence they had when they left. A whole night's worth: a shorter window commits
+#: the early night's posteriors while the offsets are still poorly known.
 OFFSET_WINDOW_EPOCHS = 960
-
-
-@njit(cache=True)
-def _bank_filter_step(log_post, log_evidence, loglik, log_trans, log_initial, started):
-    """One causal step of every gain hypothesis' forward pass, in place.
-
-    ``log_post`` (J, K) is each hypothesis' log posterior of the previous epoch's stage (replaced
-    by this epoch's), ``log_evidence`` (J,) its log evidence so far (this step's added),
-    ``loglik`` (J, K) this epoch's log likelihoods; before the first epoch (``started`` False)
-    the prior is ``log_initial`` (K,). Equal to :func:`dsp.hmm.predict_and_update` per hypothesis.
-    """
-    j_len, k_len = log_post.shape
-    prior = np.empty(k_len)
-    terms = np.empty(k_len)
-    for b in range(j_len):
-        for j in range(k_len):
-            if started:
-                for i in range(k_len):
-                    terms[i] = log_post[b, i] + log_trans[i, j]
-                top = terms.max()
-                prior[j] = top + np.log(np.exp(terms - top).sum()) if np.isfinite(top) else top
-            else:
-                prior[j] = log_initial[j]
-        unnormalised = prior + loglik[b]
-        top = unnormalised.max()
-        step = top + np.log(np.exp(unnormalised - top).sum())
-        log_evidence[b] += step
-        for j in range(k_len):
-            log_post[b, j] = unnormalised[j] - step
-
-
-@njit(cache=True)
-def _window_posterior(factor, trans, prior):
-    """Forward-backward posterior of each epoch's stage, shape (T, K), in linear scale.
-
-    ``factor`` (T, K) are the epochs' emission likelihoods up to a scale per epoch (e.g. divided by
-    their maximum), ``trans`` (K, K) the transition probabilities (rows = from), ``prior`` (K,) the
-    probabilities of the first epoch's stage. Every step is normalised, so nothing underflows; equal
-    to :func:`dsp.hmm.forward_backward` (which works in log space, at several times the cost).
-    """
-    t_len, k_len = factor.shape
-    alpha = np.empty((t_len, k_len))
-    beta = np.ones((t_len, k_len))
-    post = np.empty((t_len, k_len))
-    for t in range(t_len):
-        total = 0.0
-        for j in range(k_len):
-            if t == 0:
-                predicted = prior[j]
-            else:
-                predicted = 0.0
-                for i in range(k_len):
-                    predicted += alpha[t - 1, i] * trans[i, j]
-            alpha[t, j] = predicted * factor[t, j]
-            total += alpha[t, j]
-        for j in range(k_len):  # an impossible epoch (total 0) restarts from its own evidence
-            alpha[t, j] = alpha[t, j] / total if total > 0 else factor[t, j]
-    for t in range(t_len - 2, -1, -1):
-        total = 0.0
-        for i in range(k_len):
-            s = 0.0
-            for j in range(k_len):
-                s += trans[i, j] * factor[t + 1, j] * beta[t + 1, j]
-            beta[t, i] = s
-            total += s
-        for i in range(k_len):
-            beta[t, i] = beta[t, i] / total if total > 0 else 1.0
-    for t in range(t_len):
-        total = 0.0
-        for k in range(k_len):
-            post[t, k] = alpha[t, k] * beta[t, k]
-            total += post[t, k]
-        for k in range(k_len):
-            post[t, k] /= total
-    return post
-
-
-def _bank_mixture(log_post: np.ndarray, log_evidence: np.ndarray) -> np.ndarray:
-    """Evidence-weighted mixture of the hypotheses' stage posteriors, shape (K,)."""
-    weights = np.exp(log_evidence - log_evidence.max())
-    return weights @ np.exp(log_post) / weights.sum()
 
 
 class LiveStager:
     """Causal staging of a stream: feed samples as they arrive, get each epoch's stage when it ends.
 
-    The bank of gain hypotheses is anchored on the first scorable epoch and filtered forward; each
-    epoch's probabilities are the evidence-weighted mixture over the bank so far.
+    After every epoch, the stager does over the epochs so far (the last :data:`OFFSET_WINDOW_EPOCHS`
+    of them) what offline staging does over a whole night, one EM step at a time: gain hypotheses
+    around the window's median delta level, one EM step of the feature offsets from where they are
+    and one from "the median epoch is N2" (:func:`_offset_starts`), keeping the mode of higher
+    posterior density, and a forward-backward pass under the result. The epoch's stage is that
+    pass's posterior for it, which uses no later epoch. Earlier stages are not revised in what
+    :meth:`push` returns. Epochs that left the window keep the share of the offsets' evidence they
+    had then. Memory and an epoch's cost are bounded, whatever the night's length.
 
-    The feature offsets (see the module notes) are re-estimated after every epoch from the epochs
-    so far, one EM step at a time, as offline's EM does over the whole night from the EEG alone:
-    the last :data:`OFFSET_WINDOW_EPOCHS` get their stage posteriors revised by a forward-backward
-    pass under the current offsets (so the posteriors of the early night, taken while the offsets
-    were still poorly known, are not locked into them), older ones keep the share they had when
-    they left that window. Memory and the cost of an epoch are bounded, whatever the night's length.
-
-    With EMG, the tone's reference is, as offline, the median and MAD of the tone in the epochs that
-    the EEG alone calls NREM: a second forward pass without the EMG term chooses them (the stages the
-    tone itself pulls never choose its reference; that pass is exactly a stager without EMG), the
-    last :data:`MAX_EMG_REFERENCE_EPOCHS` of them. The EMG is used from the epoch after
-    :data:`MIN_EMG_REFERENCE_EPOCHS` such epochs have been seen; the offsets (and the gain they are
-    estimated at) come from the EEG alone.
+    With EMG, the tone's reference is, as offline, the median and MAD of the tone in the window's
+    epochs that the EEG alone calls NREM (the stages the tone itself pulls never choose its
+    reference); the EMG is used once :data:`MIN_EMG_REFERENCE_EPOCHS` such epochs are there. The
+    offsets and the gain come from the EEG alone.
 
     Parameters
     ----------
@@ -635,36 +563,27 @@ class LiveStager:
     def __init__(self, fs: float, n_eeg: int = 1, n_emg: int = 0, model: StagingModel | None = None):
         _check_rate(fs)
         self.model = default_model() if model is None else model
-        self._log_trans = np.ascontiguousarray(self.model.log_transitions, dtype=np.float64)
-        self._trans = np.ascontiguousarray(self.model.transitions, dtype=np.float64)
-        self._log_initial = np.ascontiguousarray(self.model.log_initial, dtype=np.float64)
         self.fs = float(fs)
         self._rate, self._down = working_rate(self.fs)
         self.n_eeg, self.n_emg = n_eeg, n_emg
         self._n_per = int(round(EPOCH_SECONDS * fs))
         self._buffer = np.empty((n_eeg + n_emg, self._n_per))
         self._filled = 0
-        self._gains: np.ndarray | None = None
-        n_bank, n_features = len(GAIN_OFFSETS), len(EEG_FEATURES)
-        # forward pass of every gain hypothesis, with the EMG term, and (EMG only) without it
-        self._log_post = np.tile(self._log_initial, (n_bank, 1))
-        self._log_evidence = np.zeros(n_bank)
-        self._eeg_log_post = self._log_post.copy() if n_emg else None
-        self._eeg_log_evidence = np.zeros(n_bank) if n_emg else None
-        self._started = False
+        n_features, size = len(EEG_FEATURES), OFFSET_WINDOW_EPOCHS
         self._offset = np.zeros(n_features)
-        # the feature offsets' evidence: that of the epochs that left the window, and the window
+        self._gain = 0.0  # the best gain hypothesis of the last pass (log10 uV^2)
+        # the offsets' evidence from epochs that left the window
         self._committed = (np.zeros(n_features), np.zeros(n_features))
-        self._window_features = np.zeros((OFFSET_WINDOW_EPOCHS, n_features))
-        self._window_ok = np.zeros(OFFSET_WINDOW_EPOCHS, dtype=bool)
-        self._window_post = np.zeros((OFFSET_WINDOW_EPOCHS, len(STAGES)))  # last revised posteriors
-        self._window_filtered = np.zeros((OFFSET_WINDOW_EPOCHS, len(STAGES)))  # causal probabilities
+        # the window, a ring: features, scorable, EMG log power (NaN: none), the EEG-only
+        # posterior of the last pass, and the causal probabilities each epoch was given
+        self._window_features = np.zeros((size, n_features))
+        self._window_ok = np.zeros(size, dtype=bool)
+        self._window_emg = np.full(size, np.nan)
+        self._window_post = np.zeros((size, len(STAGES)))
+        self._window_filtered = np.zeros((size, len(STAGES)))
         self._window_len = 0  # epochs in the window, oldest first from _window_start
         self._window_start = 0
-        self._window_prior = np.asarray(self.model.initial, dtype=np.float64)  # of the oldest window epoch's stage
-        # EMG log power of the epochs the EEG alone called NREM: a ring of the latest
-        self._emg_reference = np.empty(MAX_EMG_REFERENCE_EPOCHS if n_emg else 0)
-        self._emg_reference_count = 0
+        self._window_prior = np.asarray(self.model.initial, dtype=np.float64)  # of the oldest epoch's stage
         self._context = np.zeros((n_eeg, 0))  # the last second of the previous epoch
         self.epochs_done = 0
 
@@ -734,90 +653,62 @@ class LiveStager:
         highpassed = np.stack([entropy_input(row, self._rate)[epoch] for row in working])
         return working[:, epoch], highpassed
 
-    def _emg_z(self, power: float) -> np.ndarray | None:
-        """Robust z, shape (1,), of an epoch's EMG log power against the reference; None before it exists."""
-        n = min(self._emg_reference_count, MAX_EMG_REFERENCE_EPOCHS)
-        if n < MIN_EMG_REFERENCE_EPOCHS:
-            return None
-        return robust_z(np.array([power]), self._emg_reference[:n])
-
     def _stage_epoch(self, working: np.ndarray, highpassed: np.ndarray, ok: bool, emg_power) -> EpochStage:
-        n_bank = len(GAIN_OFFSETS)
-        loglik = np.zeros((n_bank, len(STAGES)))
-        emg_z = None
-        if ok:
-            features = eeg_features(working[:, None, :], self._rate, highpassed[:, None, :])
-            if self._gains is None:
-                self._gains = features[0, 0] + GAIN_OFFSETS
-            # all hypotheses at once: hypothesis b sees the features with its gain removed
-            shifted = (features - self._offset) - self._gains[:, None] * GAIN_DEPENDENT
-            loglik = emission_loglik(self.model, shifted, 0.0)
-            if emg_power is not None:
-                emg_z = self._emg_z(emg_power)
-        if self.n_emg:  # the EEG-only pass: it chooses the EMG reference
-            _bank_filter_step(self._eeg_log_post, self._eeg_log_evidence, loglik, self._log_trans,
-                              self._log_initial, self._started)
-        if emg_z is not None:
-            loglik = loglik + np.clip(emg_z, -3.0, 3.0) * self.model.emg_weight[None, :]
-        _bank_filter_step(self._log_post, self._log_evidence, loglik, self._log_trans, self._log_initial,
-                          self._started)
-        self._started = True
-        probs = _bank_mixture(self._log_post, self._log_evidence)
-        eeg_probs = _bank_mixture(self._eeg_log_post, self._eeg_log_evidence) if self.n_emg else probs
         index = self.epochs_done
         self.epochs_done += 1
-        if ok and emg_power is not None and eeg_probs[2] + eeg_probs[3] > 0.5:
-            self._emg_reference[self._emg_reference_count % MAX_EMG_REFERENCE_EPOCHS] = emg_power
-            self._emg_reference_count += 1
-        self._remember(features[0] if ok else None, eeg_probs)
+        features = eeg_features(working[:, None, :], self._rate, highpassed[:, None, :])[0] if ok else None
+        slot = self._remember(features, emg_power)
+        order = (self._window_start + np.arange(self._window_len)) % OFFSET_WINDOW_EPOCHS
+        ok_window = self._window_ok[order]
+        if not ok_window.any():  # nothing scorable yet: the prior carried forward
+            probs = self._window_prior if self._window_len == 1 else self._window_filtered[order[-2]] @ self.model.transitions
+            self._window_filtered[slot] = probs
+            return EpochStage(index, UNSCORED, 0.0, probs)
+        eeg_post, probs = self._window_pass(self._window_features[order], ok_window, self._window_emg[order])
+        self._window_post[order] = eeg_post
+        self._window_filtered[slot] = eeg_post[-1]
         if not ok:
             return EpochStage(index, UNSCORED, 0.0, probs)
-        self._revise_offsets()
         best = int(probs.argmax())
         return EpochStage(index, best, float(probs[best]), probs)
 
-    def _eeg_gain(self) -> float:
-        """The gain hypothesis the EEG alone supports best (log10 uV^2)."""
-        evidence = self._eeg_log_evidence if self.n_emg else self._log_evidence
-        return self._gains[int(evidence.argmax())]
+    def _window_pass(self, features: np.ndarray, ok: np.ndarray, emg: np.ndarray) -> tuple:
+        """Offline staging of the window, one EM step of the offsets from each start: the EEG-only
+        posterior of every window epoch (T, 5), and the stage probabilities of the last (5,)."""
+        bank = _gain_bank(self.model, features, ok)
+        best = None
+        for start in (self._offset, _offset_starts(self.model, features, ok)[1]):
+            result = _offset_em(self.model, features, ok, None, bank, start, iterations=1,
+                                committed=self._committed, initial=self._window_prior)
+            if best is None or result[1] > best[1]:
+                best = result
+        post, _, self._offset, self._gain = best
+        probs = post[-1]
+        tone = ok & np.isfinite(emg)
+        reference = tone & (post[:, 2] + post[:, 3] > 0.5)
+        if self.n_emg and tone[-1] and reference.sum() >= MIN_EMG_REFERENCE_EPOCHS:
+            emg_z = np.where(tone, robust_z(np.where(tone, emg, 0.0), emg[reference]), 0.0)
+            probs = _bank_posterior(self.model, features - self._offset, ok, emg_z, bank, self._window_prior)[0][-1]
+        return post, probs
 
-    def _remember(self, features, eeg_probs: np.ndarray) -> None:
-        """Add an epoch (its features, None when unscorable, and its causal EEG-only stage
-        probabilities) to the offsets' window; the oldest one, when the window is full, commits the
-        offsets' evidence its last revised posterior gives."""
+    def _remember(self, features, emg_power) -> int:
+        """Add an epoch (its features and EMG log power, None when unscorable) to the window and
+        return its slot; the oldest one, when the window is full, leaves: it commits the offsets'
+        evidence its last posterior gives, and its causal probabilities become the prior."""
         size = OFFSET_WINDOW_EPOCHS
         if self._window_len == size:
             old = self._window_start
             if self._window_ok[old]:
-                gain = self._eeg_gain()
-                x = self._window_features[old:old + 1] - gain * GAIN_DEPENDENT
+                x = self._window_features[old:old + 1] - self._gain * GAIN_DEPENDENT
                 residual, weight = _offset_update(self.model, x, self._window_post[old:old + 1])
                 self._committed = (self._committed[0] + residual, self._committed[1] + weight)
             # the next oldest epoch's prior: one transition on from the departing one's causal probabilities
-            self._window_prior = self._window_filtered[old] @ self._trans
+            self._window_prior = self._window_filtered[old] @ self.model.transitions
             self._window_start = (old + 1) % size
             self._window_len -= 1
         slot = (self._window_start + self._window_len) % size
         self._window_ok[slot] = features is not None
         self._window_features[slot] = 0.0 if features is None else features
-        self._window_filtered[slot] = eeg_probs
-        self._window_post[slot] = eeg_probs
+        self._window_emg[slot] = np.nan if emg_power is None or features is None else emg_power
         self._window_len += 1
-
-    def _revise_offsets(self) -> None:
-        """One EM step for the feature offsets: forward-backward over the window under the current
-        offsets and gain, EEG only (as offline's first pass), then the offsets that posterior and the
-        committed evidence give."""
-        order = (self._window_start + np.arange(self._window_len)) % OFFSET_WINDOW_EPOCHS
-        features, ok = self._window_features[order], self._window_ok[order]
-        gain = self._eeg_gain()
-        # the emission likelihoods relative to each epoch's best stage (1 where not ok), of every
-        # feature (none flagged gain-dependent: the gain is removed here), without EMG
-        n, n_stages = len(ok), len(STAGES)
-        factor = _shared_factor(features - self._offset - gain * GAIN_DEPENDENT, ok,
-                                np.zeros(features.shape[1], dtype=bool), self.model.prototypes, self.model.spread,
-                                np.zeros(n), self.model.emg_weight, np.zeros((n, n_stages)))
-        post = _window_posterior(factor, self._trans, self._window_prior)
-        self._window_post[order] = post
-        residual, weight = _offset_update(self.model, features - gain * GAIN_DEPENDENT, post, ok)
-        self._offset = _offsets(self.model, self._committed[0] + residual, self._committed[1] + weight)
+        return slot
