@@ -21,12 +21,14 @@ Adaptation
     matters. Scaling the signal by any factor shifts the delta power and the grid alike, so
     staging is amplitude invariant. A headband's noise floor and filters shift
     the beta share, slope and entropy in every stage alike: those get per-recording offsets,
-    estimated by EM and shrunk towards zero for short recordings (live: one EM step per epoch
-    over the epochs so far, see :class:`LiveStager`).
+    estimated by EM and shrunk towards zero for short recordings. EM starts twice, from no
+    offsets and from "the median epoch is N2", and the mode of higher posterior density wins
+    (live: one EM step per epoch over the last 8 h, see :class:`LiveStager`).
 
 Context
-    Offline: forward-backward over the whole recording. Live: the forward pass of every
-    hypothesis, one epoch at a time (causal); an epoch's stage is final when the epoch ends.
+    Offline: forward-backward over the whole recording. Live: after each epoch, the same over the
+    epochs so far; the epoch's stage is its posterior there, which uses no later epoch, and is
+    final when the epoch ends.
 
 EMG
     A chin EMG's 10-100 Hz tone, as a robust z-score against this night's NREM tone, raises W
