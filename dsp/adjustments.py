@@ -11,59 +11,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from numba import njit
 
-from .detector_input import as_detector_input
+from .detector_input import as_detector_input, second_sd
 from .events import AdjustmentEvent, merge_events
-
-
-@njit(cache=True)
-def second_sd(x, ok, step):
-    """Standard deviation of each row over consecutive blocks of ``step`` samples, usable samples only.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n_rows, n_samples)
-        Signal, uV.
-    ok : ndarray of bool, shape (n_samples,)
-        Usable samples.
-    step : int
-        Block length in samples; a final partial block is dropped.
-
-    Returns
-    -------
-    sd : ndarray, shape (n_rows, n_samples // step)
-        Population SD of the usable samples of each block, uV (0 where fewer than one).
-    counts : ndarray of int64, shape (n_samples // step,)
-        Usable samples per block.
-    """
-    n_rows = x.shape[0]
-    nb = x.shape[1] // step
-    sd = np.zeros((n_rows, nb))
-    counts = np.zeros(nb, dtype=np.int64)
-    for b in range(nb):
-        c = 0
-        for j in range(b * step, (b + 1) * step):
-            c += ok[j]
-        counts[b] = c
-    for r in range(n_rows):
-        for b in range(nb):
-            c = counts[b]
-            if c == 0:
-                continue
-            # two passes (mean, then spread): exact for railed values of ~1e5 uV
-            s = 0.0
-            for j in range(b * step, (b + 1) * step):
-                if ok[j]:
-                    s += x[r, j]
-            mean = s / c
-            q = 0.0
-            for j in range(b * step, (b + 1) * step):
-                if ok[j]:
-                    d = x[r, j] - mean
-                    q += d * d
-            sd[r, b] = np.sqrt(q / c)
-    return sd, counts
 
 
 def detect_adjustments(data, fs: float, *, valid=None, stages=None) -> list:

@@ -1,7 +1,8 @@
 """The input every adjustment detector takes: (channels, samples) in uV plus a mask of present samples.
 
 Missing samples (NaN, or ``valid`` False) are set to 0 and masked, so no kernel ever sees a NaN and a
-gap's edges never count as evidence.
+gap's edges never count as evidence. :func:`second_sd` measures how much such an input moves, block by
+block (flat, railed or disconnected electrodes; plateaus with no signal on them).
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ def as_detector_input(data, valid):
     return x, ok
 
 
-@njit(cache=True)
 def usable_columns(x, valid):
     """Samples where every row is finite and ``valid`` holds, and whether any other sample is not 0.
 
@@ -68,8 +68,15 @@ def usable_columns(x, valid):
     dirty : bool
         Some row holds a value other than 0 at a sample that is not ok (NaN counts as such).
     """
+    # the mask is allocated by numpy, which asks for huge pages (a night's mask is several MB)
+    ok = np.empty(x.shape[1], dtype=bool)
+    return ok, bool(mark_usable(x, valid, ok))
+
+
+@njit(cache=True)
+def mark_usable(x, valid, ok):
+    """Fill ``ok`` (shape (n_samples,)) as :func:`usable_columns` returns it; return ``dirty``."""
     n_rows, n = x.shape
-    ok = np.ones(n, dtype=np.bool_)
     all_valid = valid.size == 0
     dirty = False
     for i in range(n):
@@ -79,9 +86,67 @@ def usable_columns(x, valid):
                 if not np.isfinite(x[r, i]):
                     good = False
                     break
+        ok[i] = good
         if not good:
-            ok[i] = False
             for r in range(n_rows):
                 if x[r, i] != 0.0:  # NaN != 0 too
                     dirty = True
-    return ok, dirty
+    return dirty
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def second_sd(x, ok, step):
+    """Standard deviation of each row over consecutive blocks of ``step`` samples, usable samples only.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_rows, n_samples)
+        Signal, uV.
+    ok : ndarray of bool, shape (n_samples,)
+        Usable samples.
+    step : int
+        Block length in samples; a final partial block is dropped.
+
+    Returns
+    -------
+    sd : ndarray, shape (n_rows, n_samples // step)
+        Population SD of the usable samples of each block, uV (0 where fewer than one).
+    counts : ndarray of int64, shape (n_samples // step,)
+        Usable samples per block.
+    """
+    # (reassociated sums: the adds of a block need not wait for each other, so they vectorise;
+    # the result changes only by rounding)
+    n_rows = x.shape[0]
+    nb = x.shape[1] // step
+    sd = np.zeros((n_rows, nb))
+    counts = np.zeros(nb, dtype=np.int64)
+    for b in range(nb):
+        okb = ok[b * step:(b + 1) * step]
+        c = 0
+        for j in range(step):
+            c += okb[j]
+        counts[b] = c
+        if c == 0:
+            continue
+        for r in range(n_rows):
+            seg = x[r, b * step:(b + 1) * step]
+            # two passes (mean, then spread): exact for railed values of ~1e5 uV
+            s = 0.0
+            if c == step:
+                for j in range(step):
+                    s += seg[j]
+            else:
+                for j in range(step):
+                    s += seg[j] if okb[j] else 0.0
+            mean = s / c
+            q = 0.0
+            if c == step:
+                for j in range(step):
+                    d = seg[j] - mean
+                    q += d * d
+            else:
+                for j in range(step):
+                    d = seg[j] - mean
+                    q += d * d if okb[j] else 0.0
+            sd[r, b] = np.sqrt(q / c)
+    return sd, counts

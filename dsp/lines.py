@@ -113,7 +113,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -122,6 +121,7 @@ from numba import njit
 from scipy import signal as _signal
 from scipy import special as _special
 
+from .detector_input import second_sd
 from .errors import SignalError
 from .events import AdjustmentEvent
 from .quality import FLAT_UV
@@ -310,12 +310,13 @@ def neighbour_mean(power, lo, hi):
 
 
 @njit(cache=True)
-def window_screen(power, ok, starts, m, pad, n_bins, lo, hi, ratio):
+def window_screen(power, ok, starts, m, pad, n_bins, lo, hi, ratio, excluded):
     """Incoherent screen of windows of ``m`` tiles: summed power against its neighbour bins.
 
     For window ``w`` and searched bin ``j`` (column ``pad + j`` of ``power``): ``P = sum_k
     power[k, pad + j]`` over the window's valid tiles, ``N`` = the mean of those sums over the
-    bins ``lo..hi`` away on either side; the pair passes when ``P >= ratio[w] * N``.
+    bins ``lo..hi`` away on either side (within ``power``'s columns); the pair passes when
+    ``N > 0``, ``P >= ratio[w] * N`` and the bin is not excluded.
 
     Parameters
     ----------
@@ -326,34 +327,46 @@ def window_screen(power, ok, starts, m, pad, n_bins, lo, hi, ratio):
         First tile of each window, increasing; ``starts + m <= n_tiles``.
     m, pad, n_bins, lo, hi : int
     ratio : ndarray of float64, shape (n_windows,)
+    excluded : ndarray of bool, shape (n_bins,)
+        Bins never passed (mains).
 
     Returns
     -------
-    passed : ndarray of bool, shape (n_windows, n_bins)
-    noise : ndarray of float32, shape (n_windows, n_bins)
-        ``N`` of every pair (the window's noise power).
+    windows, cols : ndarray of int64, shape (n_passed,)
+        Window and searched bin of every passing pair, by window then bin.
+    den : ndarray of float64, shape (n_passed,)
+        ``N`` of every passing pair (the window's noise power).
     n_valid : ndarray of int64, shape (n_windows,)
     """
     n_tiles, width = power.shape
     n_w = starts.size
-    passed = np.zeros((n_w, n_bins), dtype=np.bool_)
-    noise = np.zeros((n_w, n_bins), dtype=np.float32)
     n_valid = np.zeros(n_w, dtype=np.int64)
     # window sums, zero-padded by hi + 1 bins on both sides so the sliding sums need no bounds checks
     acc = np.zeros(width + 2 * hi + 2)
     off = hi + 1
+    body = acc[off:off + width]  # (row views: the tile loops then vectorise)
     # neighbours of each searched bin that exist
-    cnt = np.zeros(n_bins)
+    inv = np.zeros(n_bins)
     for j in range(n_bins):
         c = pad + j
-        cnt[j] = (min(width - 1, c + hi) - max(0, c - hi) + 1) - (min(width - 1, c + lo - 1) - max(0, c - lo + 1) + 1)
+        cnt = (min(width - 1, c + hi) - max(0, c - hi) + 1) - (min(width - 1, c + lo - 1) - max(0, c - lo + 1) + 1)
+        inv[j] = 1.0 / cnt if cnt > 0 else 0.0
+    near = np.zeros(n_bins)
+    flag = np.zeros(n_bins, dtype=np.bool_)
+    cap = 1024
+    windows = np.empty(cap, dtype=np.int64)
+    cols = np.empty(cap, dtype=np.int64)
+    den = np.empty(cap)
+    n_out = 0
     cur0 = 0
     cur1 = 0  # acc holds the sum over tiles [cur0, cur1)
     nv = 0
     for w in range(n_w):
         s0 = starts[w]
         s1 = s0 + m
-        if s0 >= cur1 or w % _RESYNC == 0:
+        # sliding sums over tiles, recomputed from scratch every _RESYNC windows so rounding
+        # cannot build up
+        if s0 >= cur1 or s0 < cur0 or w % _RESYNC == 0:
             acc[:] = 0.0
             nv = 0
             cur0 = s0
@@ -361,18 +374,22 @@ def window_screen(power, ok, starts, m, pad, n_bins, lo, hi, ratio):
         while cur0 < s0:
             if ok[cur0]:
                 nv -= 1
+                row = power[cur0]
                 for j in range(width):
-                    acc[off + j] -= power[cur0, j]
+                    body[j] -= row[j]
             cur0 += 1
         while cur1 < s1:
             if ok[cur1]:
                 nv += 1
+                row = power[cur1]
                 for j in range(width):
-                    acc[off + j] += power[cur1, j]
+                    body[j] += row[j]
             cur1 += 1
         n_valid[w] = nv
         # neighbour sums by sliding over the bins: outer [c - hi, c + hi] minus inner [c - lo + 1, c + lo - 1],
         # recomputed every _RESYNC bins so rounding cannot build up across the spectrum's range
+        r = ratio[w]
+        hits = 0
         outer = 0.0
         inner = 0.0
         for j in range(n_bins):
@@ -387,10 +404,126 @@ def window_screen(power, ok, starts, m, pad, n_bins, lo, hi, ratio):
             else:
                 outer += acc[c + hi] - acc[c - hi - 1]
                 inner += acc[c + lo - 1] - acc[c - lo]
-            den = max(outer - inner, 0.0) / cnt[j]
-            noise[w, j] = den
-            passed[w, j] = den > 0.0 and acc[c] >= ratio[w] * den
-    return passed, noise, n_valid
+            nb = max(outer - inner, 0.0) * inv[j]
+            near[j] = nb
+            f = (nb > 0.0) & (acc[c] >= r * nb) & ~excluded[j]
+            flag[j] = f
+            hits += f
+        if hits == 0:
+            continue
+        if n_out + hits > cap:
+            cap = max(2 * cap, n_out + hits)
+            windows = _grown(windows, cap)
+            cols = _grown(cols, cap)
+            den = _grown(den, cap)
+        for j in range(n_bins):
+            if flag[j]:
+                windows[n_out] = w
+                cols[n_out] = j
+                den[n_out] = near[j]
+                n_out += 1
+    return windows[:n_out].copy(), cols[:n_out].copy(), den[:n_out].copy(), n_valid
+
+
+@njit(cache=True)
+def _grown(a, size):
+    out = np.empty(size, dtype=a.dtype)
+    out[:a.size] = a
+    return out
+
+
+@njit(cache=True)
+def tapered_tiles(x, weight, rows, tile_n, taper):
+    """Tiles of a signal with their mean removed, missing samples set to 0, times a taper.
+
+    Parameters
+    ----------
+    x : ndarray of float, shape (n_samples,)
+    weight : ndarray of float32, shape (n_samples,) or (0,)
+        1 for a valid sample, 0 for a missing one; empty when every sample is valid.
+    rows : ndarray of int, shape (n_rows,)
+        Tile indices: tile ``r`` is ``x[r * tile_n:(r + 1) * tile_n]``.
+    tile_n : int
+        Samples per tile.
+    taper : ndarray of float32, shape (tile_n,)
+
+    Returns
+    -------
+    seg : ndarray of float32, shape (n_rows, tile_n)
+        ``(tile - mean of its valid samples) * taper``, 0 at missing samples.
+    frac : ndarray of float64, shape (n_rows,)
+        Share of valid samples in each tile.
+    """
+    seg = np.zeros((rows.size, tile_n), dtype=np.float32)
+    frac = np.zeros(rows.size)
+    all_valid = weight.size == 0
+    whole = tile_n // 4 * 4
+    for r in range(rows.size):
+        i0 = rows[r] * tile_n
+        xs = x[i0:i0 + tile_n]
+        out = seg[r]
+        # the mean in float64 (an electrode offset of thousands of uV must not leave float32
+        # round-off in the tile), in four running sums so the adds need not wait for each other
+        a0 = a1 = a2 = a3 = 0.0
+        c0 = c1 = c2 = c3 = 0.0
+        if all_valid:
+            for n in range(0, whole, 4):
+                a0 += xs[n]
+                a1 += xs[n + 1]
+                a2 += xs[n + 2]
+                a3 += xs[n + 3]
+            for n in range(whole, tile_n):
+                a0 += xs[n]
+            cnt = float(tile_n)
+        else:
+            ws = weight[i0:i0 + tile_n]
+            for n in range(0, whole, 4):
+                a0 += xs[n] * ws[n]
+                a1 += xs[n + 1] * ws[n + 1]
+                a2 += xs[n + 2] * ws[n + 2]
+                a3 += xs[n + 3] * ws[n + 3]
+                c0 += ws[n]
+                c1 += ws[n + 1]
+                c2 += ws[n + 2]
+                c3 += ws[n + 3]
+            for n in range(whole, tile_n):
+                a0 += xs[n] * ws[n]
+                c0 += ws[n]
+            cnt = (c0 + c1) + (c2 + c3)
+        if cnt == 0:
+            continue
+        mean = ((a0 + a1) + (a2 + a3)) / cnt
+        if all_valid:
+            for n in range(tile_n):
+                out[n] = np.float32(xs[n] - mean) * taper[n]
+        else:
+            ws = weight[i0:i0 + tile_n]
+            for n in range(tile_n):
+                out[n] = np.float32((xs[n] - mean) * ws[n]) * taper[n]
+        frac[r] = cnt / tile_n
+    return seg, frac
+
+
+@njit(cache=True)
+def spectrum_power(spec):
+    """``|spec|^2`` of complex64 spectra, as float32.
+
+    Parameters
+    ----------
+    spec : ndarray of complex64, shape (n_rows, n_bins)
+
+    Returns
+    -------
+    ndarray of float32, shape (n_rows, n_bins)
+    """
+    n_rows, n_bins = spec.shape
+    out = np.empty((n_rows, n_bins), dtype=np.float32)
+    for r in range(n_rows):
+        row, o = spec[r], out[r]  # row views: the loop then vectorises
+        for j in range(n_bins):
+            v = row[j]
+            o[j] = v.real * v.real + v.imag * v.imag
+    return out
 
 
 @njit(cache=True)
@@ -732,22 +865,34 @@ class _Screen:
     pad: int            # columns of ``power`` before the first searched bin
 
 
-def _screen_tiles(x, weight, geo: _Geometry, n_tiles, chunk=32) -> _Screen:
-    nb = geo.n_bins
+def _screen_spectra(x, weight, geo: _Geometry, rows):
+    """The screen's view of tiles ``rows`` of a channel: (y, power, ok), zero where not ok."""
+    rows = np.asarray(rows, dtype=np.int64)
+    seg, frac = tapered_tiles(x, _NO_WEIGHT if weight is None else weight, rows, geo.tile_n, geo.tapers[0])
     lo, hi = _bins_slice(geo, geo.tile_n // 2 + 1)
-    width = hi - lo
-    y = np.zeros((n_tiles, nb), dtype=np.complex64)
-    power = np.zeros((n_tiles, width), dtype=np.float32)
-    ok = np.zeros(n_tiles, dtype=bool)
-    for c0 in range(0, n_tiles, chunk):
-        c1 = min(n_tiles, c0 + chunk)
-        seg, frac = _tile_rows(x, weight, geo.tile_n, np.arange(c0, c1))
-        spec = scipy.fft.rfft(seg * geo.tapers[0], axis=1)[:, lo:hi]
-        power[c0:c1] = spec.real ** 2 + spec.imag ** 2
-        y[c0:c1] = spec[:, geo.pad: geo.pad + nb]
-        ok[c0:c1] = frac >= MIN_VALID
+    spec = scipy.fft.rfft(seg, axis=1, overwrite_x=True)[:, lo:hi]
+    power = spectrum_power(spec)
+    y = spec[:, geo.pad: geo.pad + geo.n_bins]
+    ok = frac >= MIN_VALID
     y[~ok] = 0.0
     power[~ok] = 0.0
+    return y, power, ok
+
+
+def _screen_tiles(x, weight, geo: _Geometry, n_tiles, chunk=64, reuse=None) -> _Screen:
+    """The screen of every tile of a channel; ``reuse`` is an earlier channel's screen (of the same
+    record) whose arrays are overwritten, so a night is not allocated again for every channel."""
+    nb = geo.n_bins
+    lo, hi = _bins_slice(geo, geo.tile_n // 2 + 1)
+    if reuse is not None and reuse.y.shape == (n_tiles, nb):
+        y, power, ok = reuse.y, reuse.power, reuse.ok
+    else:
+        y = np.empty((n_tiles, nb), dtype=np.complex64)
+        power = np.empty((n_tiles, hi - lo), dtype=np.float32)
+        ok = np.empty(n_tiles, dtype=bool)
+    for c0 in range(0, n_tiles, chunk):
+        c1 = min(n_tiles, c0 + chunk)
+        y[c0:c1], power[c0:c1], ok[c0:c1] = _screen_spectra(x, weight, geo, np.arange(c0, c1))
     return _Screen(y, power, ok, geo.pad)
 
 
@@ -836,7 +981,7 @@ def _screen_windows(screen: _Screen, starts_by_scale, excluded, alpha, pairs_per
 
     Returns a list of (start, m, col, stat, theta) to confirm with the full multitaper analysis.
     """
-    y, power, ok = screen.y, screen.power, screen.ok
+    y, ok = screen.y, screen.ok
     n_tiles, n_bins = y.shape
     out = []
     cnt = np.concatenate(([0], np.cumsum(ok)))
@@ -848,15 +993,13 @@ def _screen_windows(screen: _Screen, starts_by_scale, excluded, alpha, pairs_per
         if starts.size == 0:
             continue
         need = _needed(alpha, n_valid)
-        passed, den, _ = window_screen(power, ok, starts, m, screen.pad, n_bins, NOISE_BINS[0], NOISE_BINS[1],
-                                       1.0 + SCREEN_FRACTION * need / n_valid)
-        passed[:, excluded] = False
-        rows, cols = np.nonzero(passed)
+        rows, cols, den, _ = window_screen(screen.power, ok, starts, m, screen.pad, n_bins, NOISE_BINS[0],
+                                           NOISE_BINS[1], 1.0 + SCREEN_FRACTION * need / n_valid, excluded)
         for b0 in range(0, rows.size, pairs_per_batch):
             r, c = rows[b0: b0 + pairs_per_batch], cols[b0: b0 + pairs_per_batch]
             seq = y[starts[r][:, None] + np.arange(m), c[:, None]]
             best, theta = coherent_sums(seq, 2 * m)
-            stat = best / np.maximum(den[r, c], 1e-30)
+            stat = best / np.maximum(den[b0: b0 + pairs_per_batch], 1e-30)
             near = stat >= SCREEN_FRACTION * need[r]
             out += [(int(starts[i]), m, int(j), float(st), float(th))
                     for i, j, st, th in zip(r[near], c[near], stat[near], theta[near])]
@@ -1460,16 +1603,41 @@ def block_means(x, valid, block_n, min_share):
     return out
 
 
-def _rolling_median(m, width):
-    """Median of ``m[b:b + width]`` for every b (NaNs ignored; NaN where the window is empty)."""
-    if m.size < width:
-        return np.zeros(0)
-    win = np.lib.stride_tricks.sliding_window_view(m, width)
-    if np.isfinite(m).all():
-        return np.median(win, axis=1)  # no gaps: the plain median is several times faster
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows (gaps) give NaN
-        return np.nanmedian(win, axis=1)
+@njit(cache=True)
+def rolling_median(m, width):
+    """Median of the finite values of ``m[b:b + width]`` for every b (``np.nanmedian`` of each window).
+
+    Parameters
+    ----------
+    m : ndarray of float64, shape (n,)
+        Values; NaN marks missing ones.
+    width : int
+        Window length (>= 1).
+
+    Returns
+    -------
+    ndarray of float64, shape (max(n - width + 1, 0),)
+        The median (the mean of the two middle values for an even count); NaN where a window has
+        no finite value.
+    """
+    n_out = max(m.size - width + 1, 0)
+    out = np.full(n_out, np.nan)
+    buf = np.empty(width)
+    for b in range(n_out):
+        k = 0
+        for i in range(b, b + width):
+            v = m[i]
+            if np.isfinite(v):
+                # insertion into the sorted buffer: a window holds a few values
+                j = k - 1
+                while j >= 0 and buf[j] > v:
+                    buf[j + 1] = buf[j]
+                    j -= 1
+                buf[j + 1] = v
+                k += 1
+        if k:
+            out[b] = buf[k // 2] if k % 2 else 0.5 * (buf[k // 2 - 1] + buf[k // 2])
+    return out
 
 
 def _dc_plateaus(x, valid, fs, baseline=None):
@@ -1496,7 +1664,7 @@ def _dc_plateaus(x, valid, fs, baseline=None):
     if d.size < 20:
         return []
     sigma = max(1.4826 * float(np.median(np.abs(d))) / math.sqrt(2.0), 0.05)
-    med = _rolling_median(m, w)
+    med = rolling_median(m, w)
     # step[b]: median of blocks b..b+w-1 minus median of blocks b-w..b-1 (index b of m)
     step = np.full(m.size, np.nan)
     step[w: m.size - w + 1] = med[w:] - med[: med.size - w]
@@ -1518,6 +1686,7 @@ def _dc_plateaus(x, valid, fs, baseline=None):
     # between two blocks of a session, or a drifting baseline)
     if baseline is None:
         baseline = float(np.nanmedian(m))
+    spread = []  # the blocks' SDs over their valid samples and their counts, computed once when needed
 
     def plateau_of(b1, b2):
         """(level, z) of the plateau between steps b1 and b2 (b2 = m.size: open), or None."""
@@ -1533,16 +1702,15 @@ def _dc_plateaus(x, valid, fs, baseline=None):
         # or disconnected) is a "plateau" with no signal on it
         # (the median of the blocks' SDs over their valid samples: lost samples and a few blocks of
         # signal at a still open end do not count)
-        a, b = (b1 + guard) * block_n, (b2 - guard if b2 < m.size else m.size) * block_n
-        b = a + max(0, b - a) // block_n * block_n
-        blocks = x[a:b].reshape(-1, block_n).astype(np.float64)
-        ok = (valid[a:b] if valid is not None and valid.size else np.ones(b - a, dtype=bool)).reshape(-1, block_n)
-        n = ok.sum(axis=1)
+        if not spread:
+            ok = valid if valid is not None and valid.size else np.ones(x.size, dtype=bool)
+            sd_all, n_all = second_sd(x[None, :], ok, block_n)
+            spread.extend((sd_all[0], n_all))
+        a, b = b1 + guard, max(b1 + guard, b2 - guard if b2 < m.size else m.size)
+        sd, n = spread[0][a:b], spread[1][a:b]
         full = n >= block_n // 2
         if not full.any():
             return None
-        mean = (blocks * ok).sum(axis=1) / np.maximum(n, 1)
-        sd = np.sqrt((((blocks - mean[:, None]) ** 2) * ok).sum(axis=1) / np.maximum(n, 1))
         if float(np.median(sd[full])) < FLAT_UV:
             return None
         tol = max(abs(level) / 2.0, 3.0 * sigma)
@@ -1690,11 +1858,12 @@ def detect_lines(data, fs, *, valid=None, mains_hz=(50.0, 60.0)) -> list:
         weight = valid.astype(np.float32)
     else:
         valid = None
+    screen = None
     for ch in range(n_channels):
         xc = np.ascontiguousarray(x[ch])
         if xc.dtype not in (np.float32, np.float64):
             xc = xc.astype(np.float64)
-        screen = _screen_tiles(xc, weight, geo, n_tiles)
+        screen = _screen_tiles(xc, weight, geo, n_tiles, reuse=screen)
         cache = {}
         for group in _group(_screen_windows(screen, starts, excluded, alpha), geo, ch):
             lines += _lines_of_group(xc, valid, weight, geo, group, alpha, cache, mains_hz)
@@ -1936,18 +2105,14 @@ class LineMonitor:
         now = self._n / self.fs
         pos = k - self._buf_tile  # the tile's index in the buffer
         slot = k % self._max_m
-        lo, hi = _bins_slice(geo, geo.tile_n // 2 + 1)
         valid = self._v[: self._len]
         weight = None if valid.all() else valid.astype(np.float32)
         new = []
         for ch in range(self.n_channels):
             x = self._x[ch, : self._len]
-            seg, frac = _tile_rows(x, weight, geo.tile_n, np.array([pos]))
-            spec = scipy.fft.rfft(seg * geo.tapers[0], axis=1)[:, lo:hi]
-            ok = frac[0] >= MIN_VALID
-            self._ok[ch, slot] = ok
-            self._y[ch, slot] = spec[0, geo.pad: geo.pad + geo.n_bins] if ok else 0.0
-            self._power[ch, slot] = (spec[0].real ** 2 + spec[0].imag ** 2) if ok else 0.0
+            y, power, ok = _screen_spectra(x, weight, geo, [pos])
+            self._ok[ch, slot] = ok[0]
+            self._y[ch, slot], self._power[ch, slot] = y[0], power[0]
             # the last tiles in time order, as a screen over windows ending at tile k
             first = max(0, k - self._max_m + 1)
             order = [t % self._max_m for t in range(first, k + 1)]

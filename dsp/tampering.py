@@ -94,6 +94,7 @@ _GRID_FLOAT_ULPS = 64.0  # the step must span this many float32 ulps of the larg
 _GRID_SAMPLES = 1 << 16  # the grid is estimated from about this many samples per channel
 _GRID_MIN_SAMPLES = 2000  # ... and at least this many
 _GRID_BACKGROUND = 1e-3  # least per-sample probability of an off-grid sample in an untouched recording
+_SMALL_SELECT = 16  # quantiles this close to either end of the sorted values are found without a sort
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -150,10 +151,12 @@ def anchor_fingerprints(hashes, ok, changed, spacing, block, min_changed):
     """Content-defined anchors and the fingerprint of the block each one starts.
 
     Sample ``i`` is an anchor when ``hashes[i] % spacing == 0`` (``spacing`` a power of 2), so identical stretches get
-    anchors at the same places wherever they lie in the recording. Its fingerprint chains the
-    hashes of samples ``i .. i + block - 1``; anchors whose block has a missing sample, or fewer
-    than ``min_changed`` samples that differ from their predecessor (flat or railed signal, which
-    repeats by itself), are skipped.
+    anchors at the same places wherever they lie in the recording. Its fingerprint is the splitmix64
+    of ``sum_j hashes[i + j] * w_j`` (mod 2^64) over the block ``j = 0 .. block - 1``, with one odd
+    weight per position ``w_j = splitmix64(j) | 1`` (so the order of the samples counts; the
+    products are independent of each other, unlike a chain of hashes, so they are cheap);
+    anchors whose block has a missing sample, or fewer than ``min_changed`` samples that differ
+    from their predecessor (flat or railed signal, which repeats by itself), are skipped.
 
     Parameters
     ----------
@@ -180,27 +183,26 @@ def anchor_fingerprints(hashes, ok, changed, spacing, block, min_changed):
     m = np.uint64(spacing - 1)
     count = 0
     for i in range(n - block + 1):
-        if hashes[i] & m == 0:
-            count += 1
+        count += (hashes[i] & m) == 0
     positions = np.empty(count, dtype=np.int64)
     fingerprints = np.empty(count, dtype=np.uint64)
+    weights = np.empty(max(block, 0), dtype=np.uint64)
+    for j in range(block):
+        weights[j] = _mix(np.uint64(j)) | np.uint64(1)
     k = 0
     for i in range(n - block + 1):
         if hashes[i] & m != 0:
             continue
         good = True
         moving = 0
-        fp = np.uint64(0)
-        for j in range(i, i + block):
-            if not ok[j]:
-                good = False
-                break
-            if changed[j]:
-                moving += 1
-            fp = _mix(fp ^ hashes[j])
+        acc = np.uint64(0)
+        for j in range(block):
+            good &= ok[i + j]
+            moving += changed[i + j]
+            acc += hashes[i + j] * weights[j]
         if good and moving >= min_changed:
             positions[k] = i
-            fingerprints[k] = fp
+            fingerprints[k] = _mix(acc)
             k += 1
     return positions[:k], fingerprints[:k]
 
@@ -326,14 +328,15 @@ def gap_parts(frames, ok, bins):
             twiddle[m, k] = np.exp(-2j * np.pi * bins[k] * m / n)
     out = np.zeros((n_rows, bins.size), dtype=np.complex128)
     for r in range(n_rows):
+        frame, present, o = frames[r], ok[r], out[r]  # row views
         for m in range(n):
-            if not ok[r, m]:
+            if not present[m]:
                 for k in range(bins.size):
-                    out[r, k] += frames[r, m] * twiddle[m, k]
+                    o[k] += frame[m] * twiddle[m, k]
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc"})
 def tapered_frames(x, ok, taper):
     """Cut a signal into consecutive frames, bridge missing samples within each frame, remove the
     frame's mean, taper.
@@ -359,35 +362,40 @@ def tapered_frames(x, ok, taper):
     out = np.empty((n_frames, n_frame), dtype=np.float32)
     for r in range(n_frames):
         base = r * n_frame
+        # row views: the loops then vectorise
+        xs = x[base:base + n_frame]
+        oks = ok[base:base + n_frame]
+        o = out[r]
         total = 0.0
         count = 0
-        for i in range(n_frame):  # branch-free, so it vectorises (a missing sample may be anything finite)
-            present = ok[base + i]
-            total += x[base + i] if present else 0.0
+        # branch-free and reassociated, so it vectorises (a missing sample may be anything finite)
+        for i in range(n_frame):
+            present = oks[i]
+            total += xs[i] if present else 0.0
             count += present
         mean = total / count if count > 0 else 0.0
         if count == n_frame:  # no gap: a loop without branches, which the compiler vectorises
             for i in range(n_frame):
-                out[r, i] = (x[base + i] - mean) * taper[i]
+                o[i] = (xs[i] - mean) * taper[i]
             continue
         i = 0
         while i < n_frame:
-            if ok[base + i]:
-                out[r, i] = (x[base + i] - mean) * taper[i]
+            if oks[i]:
+                o[i] = (xs[i] - mean) * taper[i]
                 i += 1
                 continue
             j = i
-            while j < n_frame and not ok[base + j]:
+            while j < n_frame and not oks[j]:
                 j += 1
-            left = x[base + i - 1] if i > 0 else (x[base + j] if j < n_frame else mean)
-            right = x[base + j] if j < n_frame else left
+            left = xs[i - 1] if i > 0 else (xs[j] if j < n_frame else mean)
+            right = xs[j] if j < n_frame else left
             for k in range(i, j):
-                out[r, k] = (left + (right - left) * (k - i + 1) / (j - i + 1) - mean) * taper[k]
+                o[k] = (left + (right - left) * (k - i + 1) / (j - i + 1) - mean) * taper[k]
             i = j
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc"})
 def spectral_summaries(spectrum, band_of_bin, n_bands, line_bins, noise_offsets, reach):
     """What the detector keeps of each frame's spectrum, in one pass.
 
@@ -408,7 +416,7 @@ def spectral_summaries(spectrum, band_of_bin, n_bands, line_bins, noise_offsets,
     Returns
     -------
     levels : ndarray of float64, shape (n_rows, n_bands)
-        Log of the mean periodogram over each band's bins (plus 1e-20).
+        Mean periodogram over each band's bins, plus 1e-20 (the caller takes the log, vectorised).
     power : ndarray of float64, shape (n_rows,)
         Periodogram summed over bins 2 and up (clear of a Hann taper's leakage from DC).
     phasors : ndarray of complex128, shape (n_rows, n_lines)
@@ -419,22 +427,32 @@ def spectral_summaries(spectrum, band_of_bin, n_bands, line_bins, noise_offsets,
     near : ndarray of float32, shape (n_rows, n_lines, 2 * reach + 1)
         Periodogram around each line.
     """
+    # (reassociated sums: the bins' adds need not wait for each other, so they vectorise; the
+    # results change only by rounding)
     n_rows, n_bins = spectrum.shape
     n_lines = line_bins.size
-    in_band = np.flatnonzero(band_of_bin >= 0)  # bins and their bands, so the inner loop has no branch
-    band = band_of_bin[in_band]
+    # each band's span of bins and a 0/1 weight per bin: the band sums become plain reductions over
+    # contiguous bins
+    first = np.full(n_bands, n_bins)
+    stop = np.zeros(n_bands, dtype=np.int64)
     counts = np.zeros(n_bands)
-    for k in range(in_band.size):
-        counts[band[k]] += 1.0
+    weight = np.zeros((n_bands, n_bins))
+    for k in range(n_bins):
+        b = band_of_bin[k]
+        if b >= 0:
+            first[b] = min(first[b], k)
+            stop[b] = max(stop[b], k + 1)
+            counts[b] += 1.0
+            weight[b, k] = 1.0
     levels = np.empty((n_rows, n_bands))
     total = np.zeros(n_rows)
     phasors = np.empty((n_rows, n_lines), dtype=np.complex128)
     noise = np.zeros((n_rows, n_lines))
     near = np.empty((n_rows, n_lines, 2 * reach + 1), dtype=np.float32)
-    sums = np.empty(n_bands)
     p = np.empty(n_bins)
-    buf = np.empty(noise_offsets.size)
     m = noise_offsets.size
+    buf = np.empty(m)
+    low_rank, high_rank = (m - 1) // 2, m // 2  # the median's ranks (one for an odd count)
     for r in range(n_rows):
         row = spectrum[r]
         for k in range(n_bins):
@@ -445,27 +463,33 @@ def spectral_summaries(spectrum, band_of_bin, n_bands, line_bins, noise_offsets,
         for k in range(2, n_bins):
             t += p[k]
         total[r] = t
-        sums[:] = 0.0
-        for k in range(in_band.size):
-            sums[band[k]] += p[in_band[k]]
         for b in range(n_bands):
-            levels[r, b] = np.log(sums[b] / max(counts[b], 1.0) + 1e-20)
+            acc = 0.0
+            wb = weight[b]
+            for k in range(first[b], stop[b]):
+                acc += p[k] * wb[k]
+            levels[r, b] = acc / max(counts[b], 1.0) + 1e-20
         for i in range(n_lines):
             k0 = line_bins[i]
             phasors[r, i] = row[k0]
             for j in range(m):
                 buf[j] = p[k0 + noise_offsets[j]]
-            # the median by ranks (ties broken by position): branch-free, so cheaper than sorting
-            # a few dozen values
-            middle = 0.0
+            # the median by ranks: a value with ``less`` smaller ones and ``leq`` not larger ones
+            # holds the ranks less .. leq - 1 of the sorted values; branch-free, so cheaper than
+            # sorting a few dozen values
+            low = 0.0
+            high = 0.0
             for j in range(m):
                 v = buf[j]
-                rank = 0
+                less = 0
+                leq = 0
                 for h in range(m):
                     w = buf[h]
-                    rank += (w < v) | ((w == v) & (h < j))
-                middle += v if (rank == (m - 1) // 2) | (rank == m // 2) else 0.0
-            noise[r, i] = middle if m % 2 == 1 else 0.5 * middle
+                    less += w < v
+                    leq += w <= v
+                low = v if (less <= low_rank) & (low_rank < leq) else low
+                high = v if (less <= high_rank) & (high_rank < leq) else high
+            noise[r, i] = 0.5 * (low + high)
             for j in range(2 * reach + 1):
                 near[r, i, j] = p[k0 - reach + j]
     return levels, total, phasors, noise, near
@@ -491,22 +515,83 @@ def masked_quantiles(values, use, qs):
     n_rows, n = values.shape
     out = np.full((n_rows, qs.size), np.nan)
     buf = np.empty(n)
+    ends = np.empty(_SMALL_SELECT)
     for r in range(n_rows):
         m = 0
+        row, used = values[r], use[r]
         for j in range(n):
-            if use[r, j] and np.isfinite(values[r, j]):
-                buf[m] = values[r, j]
+            if used[j] and np.isfinite(row[j]):
+                buf[m] = row[j]
                 m += 1
         if m == 0:
             continue
         for k in range(qs.size):
             pos = qs[k] * (m - 1)
             lo = int(np.floor(pos))
+            hi = min(lo + 1, m - 1)
+            if lo + 2 <= _SMALL_SELECT or m - lo <= _SMALL_SELECT:
+                # an order statistic near either end (a low decile of 1-min blocks, the median of a
+                # few): only the few smallest (or largest) values are kept, sorted, in one pass
+                low_end = lo + 2 <= _SMALL_SELECT
+                size = min(lo + 2, m) if low_end else m - lo
+                filled = 0
+                for j in range(m):
+                    v = buf[j] if low_end else -buf[j]
+                    if filled == size and v >= ends[size - 1]:
+                        continue
+                    i = filled - 1 if filled < size else size - 2
+                    while i >= 0 and ends[i] > v:
+                        ends[i + 1] = ends[i]
+                        i -= 1
+                    ends[i + 1] = v
+                    filled = min(filled + 1, size)
+                if low_end:
+                    a, b = ends[lo], ends[hi]
+                else:  # ends holds the largest values, negated, largest first
+                    a, b = -ends[m - 1 - lo], -ends[m - 1 - hi]
+                out[r, k] = a + (b - a) * (pos - lo)
+                continue
             # selection instead of a full sort: linear time for the two order statistics needed
-            s = np.partition(buf[:m], lo)
-            above = s[lo + 1:].min() if lo + 1 < m else s[lo]
-            out[r, k] = s[lo] + (above - s[lo]) * (pos - lo)
+            # (buf is reordered in place: the used values stay, in another order)
+            at = _select(buf, m, lo)
+            above = at
+            if lo + 1 < m:
+                above = buf[lo + 1]
+                for j in range(lo + 2, m):
+                    above = min(above, buf[j])
+            out[r, k] = at + (above - at) * (pos - lo)
     return out
+
+
+@njit(cache=True)
+def _select(a, m, k):
+    """The ``k``-th smallest of ``a[:m]`` (0-based), by quickselect in place: afterwards ``a[k]``
+    holds it, ``a[:k]`` values not above it and ``a[k + 1:m]`` values not below it."""
+    lo, hi = 0, m - 1
+    while hi > lo:
+        # median of three as the pivot, moved to a[hi]
+        mid = (lo + hi) // 2
+        if a[mid] < a[lo]:
+            a[mid], a[lo] = a[lo], a[mid]
+        if a[hi] < a[lo]:
+            a[hi], a[lo] = a[lo], a[hi]
+        if a[mid] < a[hi]:
+            a[mid], a[hi] = a[hi], a[mid]
+        pivot = a[hi]
+        # Lomuto partition: [lo, store) below the pivot
+        store = lo
+        for i in range(lo, hi):
+            if a[i] < pivot:
+                a[i], a[store] = a[store], a[i]
+                store += 1
+        a[store], a[hi] = a[hi], a[store]
+        if store == k:
+            return a[k]
+        if store < k:
+            lo = store + 1
+        else:
+            hi = store - 1
+    return a[k]
 
 
 @njit(cache=True)
@@ -545,6 +630,85 @@ def off_grid_counts(x, ok, step, offset, tol, n_frame):
                 if abs(v - np.rint(v)) * step > tol:
                     off[r] += 1
     return off, present
+
+
+@njit(cache=True)
+def _finite_or_clipped(v):
+    """``np.nan_to_num`` of one value: 0 for NaN, the largest finite float for +-inf."""
+    if np.isnan(v):
+        return 0.0
+    if np.isinf(v):
+        return 1.7976931348623157e308 if v > 0 else -1.7976931348623157e308
+    return v
+
+
+@njit(cache=True)
+def band_deficits(y, use, floor, spread, cfloor, cspread, c2floor, c2spread, deficit, cliff, good, depth_db):
+    """Each frame's band deficits under their floors, in spreads, in one pass (see ``_deficits``).
+
+    Parameters
+    ----------
+    y : ndarray of float64, shape (n_channels, n_frames, n_bands)
+        Log band power (band 0 the reference band, then the top bands).
+    use : ndarray of bool, shape (n_channels, n_frames)
+    floor : ndarray of float64, shape (n_channels, n_floor, n_bands)
+        Floor of each band: per frame (``n_floor = n_frames``) or one for all (``n_floor = 1``).
+    spread : ndarray of float64, shape (n_channels, 1, n_bands)
+    cfloor, cspread : ndarray of float64, shape (n_channels, 1, n_bands - 1)
+        Floor and spread of each band's contrast with the band below.
+    c2floor, c2spread : ndarray of float64, shape (n_channels, 1, n_bands - 2)
+        Floor and spread of each band's contrast with the band two below.
+    deficit : ndarray of float64, shape (n_channels, n_frames, n_bands - 1)
+        Output: ``(floor - y) / spread`` of the top bands; 0 where the frame is not analysable.
+    cliff : ndarray of float64, shape (n_channels, n_frames, 2 n_bands - 3)
+        Output: ``(cfloor - contrast) / cspread`` of the contrasts with the band below (bands 1..),
+        then with the band two below (bands 2..); 0 where the frame is not analysable.
+    good : ndarray of bool, shape (n_channels, n_frames)
+        Output: analysable (used, the bottom band's deficit at most 3 and every deficit and
+        contrast finite).
+    depth_db : ndarray of float64, shape (n_channels, n_frames, n_bands - 1)
+        Output: ``floor - y`` of the top bands in dB (NaN as 0, infinities clipped); 0 where not
+        analysable.
+
+    Notes
+    -----
+    The outputs are allocated by the caller: numpy gives a night's arrays huge pages, and faulting
+    them in 4-kB pages inside the kernel would cost more than the arithmetic.
+    """
+    n_ch, n, nb = y.shape
+    n1 = max(nb - 1, 0)
+    n2 = max(nb - 2, 0)
+    deficit[:] = 0.0
+    cliff[:] = 0.0
+    good[:] = False
+    depth_db[:] = 0.0
+    d = np.empty(nb)
+    cl = np.empty(n1 + n2)
+    db = 10.0 / np.log(10.0)
+    per_frame = floor.shape[1] > 1
+    for c in range(n_ch):
+        for i in range(n):
+            fi = i if per_frame else 0
+            finite = True
+            for b in range(nb):
+                d[b] = (floor[c, fi, b] - y[c, i, b]) / spread[c, 0, b]
+                finite &= np.isfinite(d[b])
+            for b in range(n1):
+                cl[b] = (cfloor[c, 0, b] - (y[c, i, b + 1] - y[c, i, b])) / cspread[c, 0, b]
+                finite &= np.isfinite(cl[b])
+            for b in range(n2):
+                cl[n1 + b] = (c2floor[c, 0, b] - (y[c, i, b + 2] - y[c, i, b])) / c2spread[c, 0, b]
+                finite &= np.isfinite(cl[n1 + b])
+            # a collapsed bottom band is a flat or disconnected electrode, not a resampled stretch
+            ok = use[c, i] and d[0] <= 3.0 and finite
+            good[c, i] = ok
+            if not ok:
+                continue
+            for b in range(n1):
+                deficit[c, i, b] = d[b + 1]
+                depth_db[c, i, b] = _finite_or_clipped(floor[c, fi, b + 1] - y[c, i, b + 1]) * db
+            for b in range(n1 + n2):
+                cliff[c, i, b] = cl[b]
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -636,8 +800,7 @@ def _liveliest(x: np.ndarray, ok: np.ndarray) -> int:
 def _find_copies(x: np.ndarray, ok: np.ndarray, fs: float) -> list:
     """Exact copies ``[(first, end, lag), ...]`` in samples: ``[first, end)`` equals ``[first - lag, end - lag)``."""
     spacing, block = _replay_settings(fs)
-    hashes, changed = sample_hashes(x[_liveliest(x, ok)])
-    positions, fingerprints = anchor_fingerprints(hashes, ok, changed, spacing, block, block // 2)
+    positions, fingerprints = _anchors(x[_liveliest(x, ok)], ok, spacing, block)
     order = np.argsort(fingerprints)
     pairs = duplicate_pairs(fingerprints[order], positions[order], _MAX_GROUP)
     lags = pairs[:, 1] - pairs[:, 0]
@@ -657,6 +820,30 @@ def _find_copies(x: np.ndarray, ok: np.ndarray, fs: float) -> list:
         if end - first >= MIN_COPY_S * fs:
             copies.append((first, end, lag))
     return _merge_copies(copies)
+
+
+def _anchors(signal: np.ndarray, ok: np.ndarray, spacing: int, block: int, chunk: int = 1 << 16) -> tuple:
+    """:func:`anchor_fingerprints` of a whole channel, hashed a chunk at a time.
+
+    The same anchors and fingerprints as hashing the channel at once, without its night-long
+    arrays of hashes (60 MB, whose fresh pages cost more than the hashing): each chunk is hashed
+    from the sample before it (so ``changed`` is right at its start) to ``block - 1`` samples past
+    its end (so its last anchors have their whole block).
+    """
+    n = signal.size
+    positions, fingerprints = [], []
+    for a in range(0, n, chunk):
+        first = max(a - 1, 0)
+        stop = min(n, a + chunk + block - 1)
+        hashes, changed = sample_hashes(signal[first:stop])
+        if first < a:
+            hashes, changed = hashes[1:], changed[1:]
+        pos, fp = anchor_fingerprints(hashes, ok[a:stop], changed, spacing, block, block // 2)
+        positions.append(pos + a)
+        fingerprints.append(fp)
+    if not positions:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+    return np.concatenate(positions), np.concatenate(fingerprints)
 
 
 def _merge_copies(copies: list) -> list:
@@ -788,33 +975,35 @@ class _Frames:
         unbias = 0.5 * sum(1.0 / j for h in ((k - 1) // 2, k // 2) for j in range(k - h, k + 1))
         # Parseval: a frame of RMS r has a one-sided periodogram summing to about r^2 * 3 N^2 / 16
         dead_power = _DEAD_UV ** 2 * 3.0 * n_frame ** 2 / 16.0
-        self.alive = np.zeros((n_channels, n_frames), dtype=bool)
         self.bands = np.zeros((n_channels, n_frames, sizes.size))
-        self.phasor = {f0: np.zeros((n_channels, n_frames), dtype=np.complex128) for f0 in lines}
-        self.noise = {f0: np.zeros((n_channels, n_frames)) for f0 in lines}
-        self.near = {f0: np.zeros((n_channels, n_frames, 2 * reach + 1), dtype=np.float32) for f0 in lines}
-        chunk = 4096
+        n_lines = line_bins.size
+        power = np.zeros((n_channels, n_frames))
+        phasor = np.zeros((n_channels, n_frames, n_lines), dtype=np.complex128)
+        noise = np.zeros((n_channels, n_frames, n_lines))
+        near = np.zeros((n_channels, n_frames, n_lines, 2 * reach + 1), dtype=np.float32)
+        chunk = 256  # frames per batch: small enough for the caches
         for c in range(n_channels):
             for a in range(0, n_frames, chunk):
                 b = min(n_frames, a + chunk)
                 span = slice(a * n_frame, b * n_frame)
                 frames = tapered_frames(x[c, span], ok[span], taper)
                 spec = sp_fft.rfft(frames, axis=1)
-                levels, power, phasors, noise, near = spectral_summaries(spec, band_of_bin, sizes.size, line_bins,
-                                                                         offsets, reach)
-                self.bands[c, a:b] = levels
-                self.alive[c, a:b] = power >= dead_power
-                noise /= unbias
+                (self.bands[c, a:b], power[c, a:b], phasor[c, a:b], noise[c, a:b],
+                 near[c, a:b]) = spectral_summaries(spec, band_of_bin, sizes.size, line_bins, offsets, reach)
+                noise[c, a:b] /= unbias
                 holes = np.flatnonzero(partial[a:b])
                 if holes.size:
                     # what the bridged samples put into a line's bin is not the line: an error of
                     # that size is added to the frame's noise
-                    noise[holes] += np.abs(gap_parts(frames[holes], present[a + holes], line_bins)) ** 2
-                scale = gain * coverage[a:b]
-                for i, f0 in enumerate(lines):
-                    self.phasor[f0][c, a:b] = phasors[:, i] * scale
-                    self.noise[f0][c, a:b] = noise[:, i] * scale ** 2
-                    self.near[f0][c, a:b] = near[:, i]
+                    noise[c, a + holes] += np.abs(gap_parts(frames[holes], present[a + holes], line_bins)) ** 2
+        np.log(self.bands, out=self.bands)
+        self.alive = power >= dead_power
+        scale = gain * coverage[None, :, None]
+        phasor *= scale
+        noise *= scale ** 2
+        self.phasor = {f0: phasor[:, :, i] for i, f0 in enumerate(lines)}
+        self.noise = {f0: noise[:, :, i] for i, f0 in enumerate(lines)}
+        self.near = {f0: near[:, :, i] for i, f0 in enumerate(lines)}
         self.band_sizes = sizes
         self.band_hz = _band_edges(fs, n_frame)[0] * fs / n_frame
         self.line_hz = {f0: np.arange(k0 - reach, k0 + reach + 1) * fs / n_frame for f0, k0 in lines.items()}
@@ -1039,16 +1228,20 @@ def _deficits(y: np.ndarray, use: np.ndarray, f: dict) -> tuple:
     """Per frame: each top band's deficit below its floor and each contrast's below its floor, in
     spreads (0 where the frame is not analysable; the contrasts with the band below, then those
     with the band two below), whether the frame is analysable, and the depth in dB of each top
-    band under its floor."""
-    deficit = (f["floor"] - y) / f["spread"]
-    cliff = np.concatenate(((f["cfloor"] - np.diff(y, axis=2)) / f["cspread"],
-                            (f["c2floor"] - (y[..., 2:] - y[..., :-2])) / f["c2spread"]), axis=2)
-    # a collapsed bottom band is a flat or disconnected electrode, not a resampled stretch
-    good = use & (deficit[..., 0] <= 3.0) & np.isfinite(deficit).all(axis=2) & np.isfinite(cliff).all(axis=2)
-    keep = good[..., None]
-    depth_db = np.where(keep, np.nan_to_num(f["floor"] - y)[..., 1:], 0.0) * (10.0 / np.log(10.0))
-    return (np.where(keep, np.nan_to_num(deficit[..., 1:]), 0.0), np.where(keep, np.nan_to_num(cliff), 0.0),
-            good, depth_db)
+    band under its floor (see :func:`band_deficits`)."""
+    n_ch, _, nb = y.shape
+
+    def arr(a, frames):
+        return np.ascontiguousarray(np.broadcast_to(a, (n_ch, frames, a.shape[-1])), dtype=np.float64)
+
+    floor = f["floor"]
+    n1, n2 = max(nb - 1, 0), max(nb - 2, 0)
+    out = (np.empty((n_ch, y.shape[1], n1)), np.empty((n_ch, y.shape[1], n1 + n2)),
+           np.empty((n_ch, y.shape[1]), dtype=bool), np.empty((n_ch, y.shape[1], n1)))
+    band_deficits(np.ascontiguousarray(y, dtype=np.float64), np.ascontiguousarray(use),
+                  arr(floor, floor.shape[1]), arr(f["spread"], 1), arr(f["cfloor"], 1),
+                  arr(f["cspread"], 1), arr(f["c2floor"], 1), arr(f["c2spread"], 1), *out)
+    return out
 
 
 def _hole_z(deficit: np.ndarray, cliff: np.ndarray, depth_db: np.ndarray, good: np.ndarray) -> tuple:

@@ -1,6 +1,8 @@
 """Line detection (electrical stimulation, entrainment): kernels against numpy/scipy, injected lines
 found and told apart, physiology, mains and device lines left alone, live alarms within seconds."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.signal.windows import dpss
@@ -23,6 +25,9 @@ from dsp.lines import (
     on_off_path,
     onset_ramp,
     ramp_fit,
+    rolling_median,
+    spectrum_power,
+    tapered_tiles,
     window_screen,
     zoom_power,
 )
@@ -103,10 +108,14 @@ def test_neighbour_mean_matches_numpy(n_bins):
 def test_window_screen_matches_numpy():
     rng = np.random.default_rng(3)
     power = rng.exponential(1.0, (30, 90)).astype(np.float32)
+    power[:, 40] *= 30.0  # a line, so some pairs pass
     ok = rng.random(30) > 0.2
     starts = np.array([0, 2, 5, 6, 12, 22])
     ratio = rng.uniform(0.8, 1.6, starts.size)
-    passed, noise, n_valid = window_screen(power, ok, starts, 8, 10, 70, 3, 10, ratio)
+    excluded = np.zeros(70, dtype=bool)
+    excluded[[3, 50]] = True
+    windows, cols, den, n_valid = window_screen(power, ok, starts, 8, 10, 70, 3, 10, ratio, excluded)
+    expected = []
     for w, s0 in enumerate(starts):
         rows = [k for k in range(s0, s0 + 8) if ok[k]]
         acc = power[rows].astype(np.float64).sum(axis=0)
@@ -114,9 +123,44 @@ def test_window_screen_matches_numpy():
         for j in range(70):
             c = 10 + j
             idx = [i for d in range(3, 11) for i in (c - d, c + d) if 0 <= i < 90]
-            den = acc[idx].mean()
-            assert noise[w, j] == pytest.approx(den, rel=1e-5)
-            assert passed[w, j] == (acc[c] >= ratio[w] * den)
+            noise = acc[idx].mean()
+            if noise > 0 and acc[c] >= ratio[w] * noise and not excluded[j]:
+                expected.append((w, j, noise))
+    assert len(expected) > 10 and (40 - 10) in cols  # the line passes, plenty of noise too
+    assert [(int(w), int(j)) for w, j in zip(windows, cols)] == [(w, j) for w, j, _ in expected]
+    np.testing.assert_allclose(den, [d for _, _, d in expected], rtol=1e-9)
+
+
+def test_tapered_tiles_and_spectrum_power_match_numpy():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(900) * 10 + 3000.0  # an electrode offset
+    weight = (rng.random(900) > 0.3).astype(np.float32)
+    taper = rng.uniform(0, 1, 100).astype(np.float32)
+    rows = np.array([0, 3, 8])
+    for w in (weight, np.ones(0, dtype=np.float32)):
+        seg, frac = tapered_tiles(x, w, rows, 100, taper)
+        for r, k in enumerate(rows):
+            xs = x[k * 100:(k + 1) * 100]
+            valid = w[k * 100:(k + 1) * 100] > 0 if w.size else np.ones(100, dtype=bool)
+            np.testing.assert_allclose(seg[r], np.where(valid, xs - xs[valid].mean(), 0) * taper, atol=1e-4)
+            assert frac[r] == pytest.approx(valid.mean())
+    spec = np.fft.rfft(seg, axis=1).astype(np.complex64)
+    np.testing.assert_allclose(spectrum_power(spec), np.abs(spec.astype(np.complex128)) ** 2, rtol=1e-5)
+
+
+@pytest.mark.parametrize("width", [1, 4, 10, 11])
+def test_rolling_median_is_numpys_nanmedian(width):
+    rng = np.random.default_rng(width)
+    m = rng.normal(size=300)
+    m[rng.random(300) < 0.2] = np.nan
+    m[50:70] = np.nan  # windows with nothing in them
+    m[100:110] = 1.5  # ties
+    windows = np.lib.stride_tricks.sliding_window_view(m, width)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
+        expected = np.nanmedian(windows, axis=1)
+    np.testing.assert_array_equal(rolling_median(m, width), expected)
+    assert rolling_median(m[:3], 5).size == 0
 
 
 def test_coherent_sums_match_a_rotation_search():

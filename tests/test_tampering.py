@@ -53,11 +53,11 @@ def anchor_fingerprints_reference(hashes, ok, changed, spacing, block, min_chang
     for i in range(hashes.size - block + 1):
         if int(hashes[i]) % spacing or not ok[i:i + block].all() or changed[i:i + block].sum() < min_changed:
             continue
-        fp = np.uint64(0)
-        for h in hashes[i:i + block]:
-            fp = splitmix_reference(fp ^ h)
+        weights = splitmix_reference(np.arange(block, dtype=np.uint64)) | np.uint64(1)
+        with np.errstate(over="ignore"):
+            total = np.sum(hashes[i:i + block] * weights, dtype=np.uint64)  # mod 2^64
         positions.append(i)
-        fingerprints.append(fp)
+        fingerprints.append(splitmix_reference(total))
     return np.array(positions, dtype=np.int64), np.array(fingerprints, dtype=np.uint64)
 
 
@@ -91,6 +91,33 @@ def test_anchor_fingerprints_match_python(seed, n, spacing, block):
     want = anchor_fingerprints_reference(hashes, ok, changed, spacing, block, block // 2)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("chunk", [7, 50, 1000])
+def test_anchors_hashed_by_chunks_are_those_of_the_whole_channel(chunk):
+    from dsp.tampering import _anchors
+
+    rng = np.random.default_rng(chunk)
+    x = np.round(rng.normal(0, 5, 900), 1)
+    x[rng.random(900) < 0.3] = 0.0
+    ok = rng.random(900) > 0.02
+    hashes, changed = sample_hashes(x)
+    want = anchor_fingerprints(hashes, ok, changed, 4, 12, 6)
+    got = _anchors(x, ok, 4, 12, chunk)
+    assert want[0].size > 50
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_anchor_fingerprints_depend_on_the_order_of_the_samples():
+    hashes = np.arange(1, 65, dtype=np.uint64) * np.uint64(4)  # every sample an anchor (spacing 4)
+    ok, changed = np.ones(64, dtype=bool), np.ones(64, dtype=bool)
+    swapped = hashes.copy()
+    swapped[[1, 2]] = swapped[[2, 1]]
+    _, fp = anchor_fingerprints(hashes, ok, changed, 4, 8, 4)
+    _, fp_swapped = anchor_fingerprints(swapped, ok, changed, 4, 8, 4)
+    assert fp[0] != fp_swapped[0] and fp[1] != fp_swapped[1] and np.array_equal(fp[3:], fp_swapped[3:])
+    assert np.unique(fp).size == fp.size
 
 
 @settings(max_examples=30, deadline=None)
@@ -174,12 +201,50 @@ def test_spectral_summaries_match_numpy():
     lines, offsets = np.array([15, 25]), np.array([-5, -4, -3, 3, 4, 5])
     levels, total, phasors, noise, near = spectral_summaries(spectrum, band_of_bin, 2, lines, offsets, 6)
     for b in range(2):
-        np.testing.assert_allclose(levels[:, b], np.log(power[:, band_of_bin == b].mean(axis=1) + 1e-20), rtol=1e-6)
+        np.testing.assert_allclose(levels[:, b], power[:, band_of_bin == b].mean(axis=1) + 1e-20, rtol=1e-6)
     np.testing.assert_allclose(total, power[:, 2:].sum(axis=1), rtol=1e-6)
     np.testing.assert_allclose(phasors, spectrum[:, lines], rtol=1e-6)
     for i, k0 in enumerate(lines):
         np.testing.assert_allclose(noise[:, i], np.median(power[:, k0 + offsets], axis=1), rtol=1e-6)
         np.testing.assert_allclose(near[:, i], power[:, k0 - 6:k0 + 7], rtol=1e-5)
+    odd = np.array([-4, -3, 3, 4, 5])  # an odd count: the middle value itself
+    noise = spectral_summaries(spectrum, band_of_bin, 2, lines, odd, 6)[3]
+    for i, k0 in enumerate(lines):
+        np.testing.assert_allclose(noise[:, i], np.median(power[:, k0 + odd], axis=1), rtol=1e-6)
+
+
+def deficits_reference(y, use, f):
+    """The deficits as whole-array numpy expressions."""
+    deficit = (f["floor"] - y) / f["spread"]
+    cliff = np.concatenate(((f["cfloor"] - np.diff(y, axis=2)) / f["cspread"],
+                            (f["c2floor"] - (y[..., 2:] - y[..., :-2])) / f["c2spread"]), axis=2)
+    good = use & (deficit[..., 0] <= 3.0) & np.isfinite(deficit).all(axis=2) & np.isfinite(cliff).all(axis=2)
+    keep = good[..., None]
+    depth_db = np.where(keep, np.nan_to_num(f["floor"] - y)[..., 1:], 0.0) * (10.0 / np.log(10.0))
+    return (np.where(keep, np.nan_to_num(deficit[..., 1:]), 0.0), np.where(keep, np.nan_to_num(cliff), 0.0),
+            good, depth_db)
+
+
+@pytest.mark.parametrize("per_frame", [False, True])
+def test_deficits_match_numpy(per_frame):
+    from dsp.tampering import _deficits
+
+    rng = np.random.default_rng(7)
+    n_ch, n, nb = 2, 50, 6
+    y = rng.normal(0, 2, (n_ch, n, nb))
+    y[0, 3, 2], y[1, 7, 4] = np.nan, -np.inf  # not analysable
+    use = rng.random((n_ch, n)) > 0.1
+
+    def spread(k):
+        return rng.uniform(0.5, 2.0, (n_ch, 1, k))
+
+    f = {"floor": rng.normal(0, 1, (n_ch, n if per_frame else 1, nb)), "spread": spread(nb),
+         "cfloor": rng.normal(0, 1, (n_ch, 1, nb - 1)), "cspread": spread(nb - 1),
+         "c2floor": rng.normal(0, 1, (n_ch, 1, nb - 2)), "c2spread": spread(nb - 2)}
+    got, want = _deficits(y, use, f), deficits_reference(y, use, f)
+    assert want[2].sum() > 50 and not want[2][0, 3] and not want[2][1, 7]
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
 def test_gap_parts_match_numpy():
@@ -216,6 +281,24 @@ def test_masked_quantiles_match_numpy(values, use, q):
     for r in range(3):
         if use[r].any():
             np.testing.assert_allclose(got[r], np.quantile(values[r, use[r]], [q, 0.5]), rtol=1e-9, atol=1e-9)
+        else:
+            assert np.isnan(got[r]).all()
+
+
+@pytest.mark.parametrize("n", [1, 5, 17, 30, 40, 300])  # order statistics near an end are selected in one pass
+def test_masked_quantiles_near_the_ends_and_in_the_middle(n):
+    rng = np.random.default_rng(n)
+    values = rng.normal(size=(4, n))
+    values[:, ::7] = 1.0  # ties
+    values[1, 0] = np.nan  # left out, like an unused entry
+    use = rng.random((4, n)) > 0.2
+    use[0] = True
+    qs = np.array([0.0, 0.1, 0.3, 0.5, 0.9, 1.0])
+    got = masked_quantiles(values, use, qs)
+    for r in range(4):
+        keep = use[r] & np.isfinite(values[r])
+        if keep.any():
+            np.testing.assert_allclose(got[r], np.quantile(values[r, keep], qs), rtol=1e-12, atol=1e-15)
         else:
             assert np.isnan(got[r]).all()
 
