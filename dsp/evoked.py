@@ -34,19 +34,29 @@ at every threshold of :data:`DEPTHS_SD`, since the device's is unknown. At the r
 the emulation falls into step with the device and picks its triggers, and not the evoked N550s
 that follow them (they come within the dead time). After each trigger the matched filters score
 the *pair* of responses at the protocol's fixed lags (onset 0.5 s and 1.575 s after the trough).
-The null comes from the recording itself: without stimulation, every trigger is a spontaneous
-slow oscillation, and *where* it falls does not change what follows it, so the scores of the
-triggers inside a window are exchangeable with those of the triggers outside it. A one-sided
-rank-sum (Mann-Whitney) test compares them, stratified by stage group when stages are given (NREM;
-N1 and REM; wake or unknown: van Elteren's sum of per-stratum statistics), since what follows a
-spontaneous trough does depend on the stage (slow-oscillation trains in N3, eye movements on
-an EOG lead in REM). Triggers are at least the dead time apart, longer than the span a score
-reads, so their scores share no data. The time-reversal null used before cannot work here: a
-trigger and its two evoked N550s, 1.05 and 1.075 s apart, make a nearly palindromic pattern.
-(Measured on the DREAMS central leads with clicks injected at a -40 uV trigger, 10-min episodes in
-30-min excerpts, N550 30-60 uV: found where the 10 min hold about 90 click pairs, missed where
-they hold 4-23: with 20 min of reference, about 25 reference triggers limit the rank test to
-p ~ 1e-3-1e-5 there, against an alarm level of about 1e-4 per test.)
+The null comes from the recording itself: without stimulation, every trigger is a spontaneous slow
+oscillation, and *where* it falls within a stretch of the same sleep does not change what follows
+it, so the scores of the triggers inside a window are exchangeable with those of the other
+triggers of the hour around it (:data:`LOCAL_REFERENCE_S`: sleep drifts over tens of minutes, and
+what follows a spontaneous trough drifts with it). A one-sided rank-sum (Mann-Whitney) test
+compares them, stratified by stage group when stages are given (NREM; N1 and REM; wake or unknown:
+van Elteren's sum of per-stratum statistics), since what follows a spontaneous trough does depend
+on the stage (slow-oscillation trains in N3, eye movements on an EOG lead in REM). Triggers are at
+least the dead time apart, longer than the span a score reads, so their scores share no data. The
+time-reversal null used before cannot work here: a trigger and its two evoked N550s, 1.05 and
+1.075 s apart, make a nearly palindromic pattern. (Measured on the DREAMS central leads with
+clicks injected at a -40 uV trigger, 10-min episodes in 30-min excerpts, N550 30-60 uV: found where
+the 10 min hold about 90 click pairs, missed where they hold 4-23: with 20 min of reference, about
+25 reference triggers limit the rank test to p ~ 1e-3-1e-5 there, against an alarm level of about
+1e-4 per test.) Why the reference is local: on simulated clean nights the null held within a
+stage (scores of consecutive triggers uncorrelated, |r| <= 0.06 at lags of 1-20 triggers; the
+windows' normal statistics with SD 0.93-1.16), yet against every other trigger of the night two
+5-min N3 windows reached p 5e-6 and 4e-6 (alarm levels 1e-5 and 6e-6; 384 h of nights), and N2
+stretches outranked nights whose stages were unknown for hours (a stager that gave up after a
+lead went flat put N1 to REM in one stratum). Against the hour around them, all those windows stay
+above their alarm levels (by a factor 1.5-8). (Averaging the scores over correlated leads, which
+dilutes a lead's own background, was tried and dropped: it also averages what the leads share,
+the state of sleep, and made such N2 stretches pass.)
 
 Live (:class:`AuditoryMonitor`) runs the same tests on a buffer of the last :data:`BUFFER_S` s,
 with alarm levels corrected for testing every :data:`UPDATE_S` s; open-loop windows as short as
@@ -59,8 +69,11 @@ test finds them, at N550 45-60 uV; a 60-s target is out of reach for either prot
 a minute holds 12 cues or a few click pairs, far too few against the multiple-testing level).
 
 Cost: everything after the boxcar average runs at 14-18 Hz; an 8-h night of 4 channels at 256 Hz
-takes about 0.26 s of CPU on a shared core (the boxcar average 0.03 s, the IIR band-passes
-0.06-0.12 s, the open-loop folds 0.05-0.07 s; the closed-loop emulation and tests 0.03 s).
+takes about 0.2 s of CPU on a shared core (the boxcar average 0.025 s, the IIR band-passes 0.045 s,
+the matched filters 0.02 s, the open-loop folds 0.04 s and their tests 0.01 s; the closed-loop
+emulation and tests 0.03 s). The whitened matched filter comes from the plain one
+(:func:`matched_filters`), the jitter maximum is taken only where the fold reads it
+(:func:`jitter_max`), and the folds' windows slide over block sums (:func:`best_folds`).
 
 References: Bastien C, Campbell K (1992) Electroencephalogr Clin Neurophysiol 83:1-10; Ngo H-VV et
 al. (2013) Neuron 78:545-553; van Elteren PH (1960) On the combination of independent two-sample
@@ -139,6 +152,10 @@ LIVE_OPEN_WINDOWS_S = (60.0, 120.0, 300.0, 600.0)
 #: triggers of the last REFERENCE_S s before it (kept as times and scores).
 LIVE_CLOSED_WINDOWS_S = (120.0, 300.0)
 REFERENCE_S = 3600.0
+#: Offline, closed loop: the reference of a window is the triggers of the hour around it (s). Sleep
+#: drifts over tens of minutes (stage, depth), and so does what follows a spontaneous trough; the
+#: live reference (the buffer and REFERENCE_S before it) is as local.
+LOCAL_REFERENCE_S = 3600.0
 #: Stage codes left out when stages are given: wake, where clicks evoke no N550 and most artefacts
 #: are. (REM and N1 are kept: they evoke little too, but stagers often call stimulated N2 REM.)
 SKIPPED_STAGES = (0,)
@@ -184,22 +201,27 @@ def block_mean(x, valid, m):
     for b in range(nb):
         c = 0
         for j in range(b * m, b * m + m):
-            c += valid[j]
+            if valid[j]:
+                c += 1
         counts[b] = c
     # fast pass over each row, block by block; blocks that come out non-finite are redone below
+    inv = 1.0 / m
     for r in range(n_rows):
+        row = x[r]
+        out = means[r]
         for b in range(nb):
-            if counts[b] == 0:
-                continue
-            s = 0.0
+            base = b * m
             if counts[b] == m:
-                for j in range(b * m, b * m + m):
-                    s += x[r, j]
-            else:
-                for j in range(b * m, b * m + m):
-                    if valid[j]:
-                        s += x[r, j]
-            means[r, b] = s / counts[b]
+                s = 0.0
+                for j in range(m):
+                    s += row[base + j]
+                out[b] = s * inv
+            elif counts[b] > 0:
+                s = 0.0
+                for j in range(m):
+                    if valid[base + j]:
+                        s += row[base + j]
+                out[b] = s / counts[b]
     for b in range(nb):
         finite = True
         for r in range(n_rows):
@@ -340,118 +362,168 @@ def emulate_triggers(slow, threshold, refractory):
 
 
 @njit(cache=True)
-def pair_scores(x, h, troughs, d_lo, d_hi, gap):
-    """Matched-filter score of a pair of responses after each trough, and of its mirror image before.
-
-    After trough ``t``: ``max over d in [d_lo, d_hi]`` of ``<x[t+d:], h> + <x[t+d+gap:], h>``.
-    Before it: the same on the time-reversed signal, ``max over d`` of
-    ``sum_j (x[t-d-j] + x[t-d-gap-j]) h[j]``.
-
-    Parameters
-    ----------
-    x : ndarray, shape (n_samples,)
-        Band-passed signal, e.g. uV.
-    h : ndarray, shape (n_taps,)
-        Response template (zero mean, unit norm).
-    troughs : ndarray of int64, shape (n,)
-        Sample of each trough.
-    d_lo, d_hi : int
-        Range of delays from the trough to the first response's onset, samples.
-    gap : int
-        Interval between the two responses, samples.
-
-    Returns
-    -------
-    after, before : ndarray, shape (n,)
-        Scores in the unit of ``x``; NaN where either side runs off the signal.
-    delay : ndarray of int64, shape (n,)
-        The delay (samples) of the best pair after the trough.
-    """
-    n = x.size
-    L = h.size
-    after = np.full(troughs.size, np.nan)
-    before = np.full(troughs.size, np.nan)
-    delay = np.zeros(troughs.size, dtype=np.int64)
-    for k in range(troughs.size):
-        t = troughs[k]
-        if t - d_hi - gap - L + 1 < 0 or t + d_hi + gap + L > n:
-            continue
-        best_a = -np.inf
-        best_b = -np.inf
-        for d in range(d_lo, d_hi + 1):
-            sa = 0.0
-            sb = 0.0
-            for j in range(L):
-                sa += (x[t + d + j] + x[t + d + gap + j]) * h[j]
-                sb += (x[t - d - j] + x[t - d - gap - j]) * h[j]
-            if sa > best_a:
-                best_a = sa
-                delay[k] = d
-            best_b = max(best_b, sb)
-        after[k] = best_a
-        before[k] = best_b
-    return after, before, delay
-
-
-@njit(cache=True)
-def correlate(x, h, ok):
-    """Sliding dot product ``out[i] = sum_j x[i + j] h[j]`` (zero past the end of ``x``) where ``ok[i]``.
+def sliding_dot(x, h):
+    """``out[i] = sum_j x[i + j] h[j]`` for ``i`` in ``0 .. n`` (``x`` zero past its end; ``out[n] = 0``).
 
     Parameters
     ----------
     x : ndarray, shape (n_samples,)
     h : ndarray, shape (n_taps,)
-    ok : ndarray of bool, shape (n_samples,)
-        Where the output is wanted (0 elsewhere).
 
     Returns
     -------
-    ndarray, shape (n_samples,)
+    ndarray, shape (n_samples + 1,)
     """
     n = x.size
-    out = np.zeros(n)
+    out = np.zeros(n + 1)
     for j in range(h.size):  # tap by tap: the inner loop is a plain vector update
         c = h[j]
         for i in range(n - j):
             out[i] += c * x[i + j]
-    for i in range(n):
-        if not ok[i]:
-            out[i] = 0.0
     return out
 
 
 @njit(cache=True)
-def running_max(x, half):
-    """Maximum of ``x`` over ``[i - half, i + half]`` (clipped at the ends) for every ``i``.
+def _over_scales(c, c_before, end_lo, end_hi, norm, ok, scale_plain, scale_white, step):
+    """The two outputs of :func:`matched_filters` from the plain dot products ``c`` (see there)."""
+    n = c.size - 1
+    inv_plain = 1.0 / scale_plain
+    inv_white = 1.0 / (norm * scale_white)
+    plain = np.zeros(n)
+    white = np.zeros(n)
+    for b in range(inv_plain.size):  # block by block: no division per sample
+        gp, gw = inv_plain[b], inv_white[b]
+        for i in range(b * step, min(n, (b + 1) * step)):
+            if ok[i]:
+                prev = c[i - 1] if i > 0 else c_before
+                plain[i] = c[i] * gp
+                white[i] = (2.0 * c[i] - prev - c[i + 1] + end_lo[i] + end_hi[i]) * gw
+    return plain, white
+
+
+def matched_filters(x, h, ok, scale_plain, scale_white, step):
+    """Two matched filters over their local RMS: the template itself and its whitened form.
+
+    ``plain[i] = sum_j x[i + j] h[j] / scale_plain[i // step]`` and ``white[i] = sum_j x[i + j] w[j] /
+    scale_white[i // step]`` with ``w[j] = (2 h[j] - h[j - 1] - h[j + 1]) / ||d||`` (``h`` zero
+    outside its taps, ``d`` its first difference with a zero before and after it): the template as a
+    first-differenced signal sees it, which brings a sharp response out of a 1/f^2 background.
+    ``x`` is zero past its end. The whitened output comes from the plain one, since
+    ``sum_j x[i + j] w[j] ||d|| = 2 c[i] - c[i - 1] - c[i + 1] + x[i - 1] h[0] + x[i + L] h[L - 1]``
+    (``c`` the plain dot products, :func:`sliding_dot`), so the data are read once.
 
     Parameters
     ----------
     x : ndarray, shape (n_samples,)
-    half : int
+        Signal, e.g. uV.
+    h : ndarray, shape (L,)
+        Template.
+    ok : ndarray of bool, shape (n_samples,)
+        Where the outputs are wanted (0 elsewhere).
+    scale_plain, scale_white : ndarray, shape (ceil(n_samples / step),)
+        Local RMS of the data as each filter sees them, per block of ``step`` samples (positive).
+    step : int
 
     Returns
     -------
-    ndarray, shape (n_samples,)
+    plain, white : ndarray, shape (n_samples,)
+        Dimensionless.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    h = np.ascontiguousarray(h, dtype=np.float64)
+    n, L = x.size, h.size
+    c = sliding_dot(x, h)
+    c_before = float(h[1:n + 1] @ x[:L - 1]) if n else 0.0  # c[-1], with x[-1] = 0
+    end_lo = np.zeros(n)
+    end_lo[1:] = x[:-1] * h[0]
+    end_hi = np.zeros(n)
+    end_hi[:max(0, n - L)] = x[L:] * h[-1]
+    norm = float(np.linalg.norm(np.diff(h, prepend=0.0, append=0.0)))
+    return _over_scales(c, c_before, end_lo, end_hi, norm, ok, scale_plain, scale_white, step)
+
+
+@njit(cache=True)
+def block_power(x, bad, step):
+    """Mean square of ``x`` and of its derivative per block of ``step`` samples, bad samples as 0.
+
+    The derivative is :func:`numpy.gradient`'s (central differences, one-sided at the ends). Each
+    block's sum is divided by ``step``, the last (partial) block's too.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n_samples,)
+        Signal, e.g. uV.
+    bad : ndarray of bool, shape (n_samples,)
+        Samples left out.
+    step : int
+
+    Returns
+    -------
+    plain, derivative : ndarray, shape (ceil(n_samples / step),)
+        In the unit of ``x`` squared (per sample squared).
     """
     n = x.size
-    out = np.empty(n)
-    # monotone deque of indices with decreasing values
-    q = np.empty(n, dtype=np.int64)
-    head = 0
-    tail = 0
-    nxt = 0
+    nb = (n + step - 1) // step
+    plain = np.zeros(nb)
+    deriv = np.zeros(nb)
     for i in range(n):
-        hi = min(n - 1, i + half)
-        while nxt <= hi:
-            while tail > head and x[q[tail - 1]] <= x[nxt]:
-                tail -= 1
-            q[tail] = nxt
-            tail += 1
-            nxt += 1
-        while q[head] < i - half:
-            head += 1
-        out[i] = x[q[head]]
-    return out
+        if bad[i]:
+            continue
+        if n == 1:
+            d = 0.0
+        elif i == 0:
+            d = x[1] - x[0]
+        elif i == n - 1:
+            d = x[n - 1] - x[n - 2]
+        else:
+            d = 0.5 * (x[i + 1] - x[i - 1])
+        b = i // step
+        plain[b] += x[i] * x[i]
+        deriv[b] += d * d
+    for b in range(nb):
+        plain[b] /= step
+        deriv[b] /= step
+    return plain, deriv
+
+
+@njit(cache=True)
+def jitter_max(z0, z1, usable, half, step):
+    """The larger of two matched filters at its best within ``half`` samples, every ``step`` samples.
+
+    Parameters
+    ----------
+    z0, z1 : ndarray, shape (n_samples,)
+        Matched-filter outputs.
+    usable : ndarray of bool, shape (n_samples,)
+        Where they may be read (-1e3 stands in elsewhere).
+    half, step : int
+
+    Returns
+    -------
+    best : ndarray, shape (ceil(n_samples / step),)
+        ``max(z0[i], z1[i])`` maximised over ``i`` in ``[k step - half, k step + half]`` (clipped).
+    clean : ndarray of bool, same shape
+        Every sample of that span is usable.
+    """
+    n = z0.size
+    n_out = (n + step - 1) // step
+    best = np.empty(n_out)
+    clean = np.empty(n_out, dtype=np.bool_)
+    for k in range(n_out):
+        c = k * step
+        m = -np.inf
+        all_ok = True
+        for i in range(max(0, c - half), min(n, c + half + 1)):
+            if usable[i]:
+                v = max(z0[i], z1[i])
+            else:
+                v = -1e3
+                all_ok = False
+            if v > m:
+                m = v
+        best[k] = m
+        clean[k] = all_ok
+    return best, clean
 
 
 @njit(cache=True)
@@ -487,7 +559,7 @@ def fold_blocks(y, ok, base, block_len, periods):
     sums = np.zeros((n_blocks, periods.size, n_bins))
     counts = np.zeros((n_blocks, periods.size, n_bins))
     acc = np.zeros(n_bins)
-    cnt = np.zeros(n_bins)
+    cnt = np.zeros(n_bins + 1)
     w = np.zeros(y.size)
     v = np.zeros(y.size)
     for i in range(y.size):
@@ -496,8 +568,10 @@ def fold_blocks(y, ok, base, block_len, periods):
             v[i] = y[i]
     for k in range(n_blocks):
         first = k * block_len
-        if w[first:first + block_len].sum() == 0.0:
+        used = w[first:first + block_len].sum()
+        if used == 0.0:
             continue
+        whole = used == block_len  # every sample usable: a cycle adds 1 to each bin it covers
         for p in range(periods.size):
             P = periods[p]
             acc[:] = 0.0
@@ -511,53 +585,76 @@ def fold_blocks(y, ok, base, block_len, periods):
                 stop = min(int(np.ceil((c + 1.0) * P)), end)
                 for j in range(a, stop):
                     acc[j - start] += v[j - base]
-                    cnt[j - start] += w[j - base]
+                if whole:  # counted as a difference: +1 from the cycle's first bin, -1 after its last
+                    cnt[a - start] += 1.0
+                    cnt[stop - start] -= 1.0
+                else:
+                    for j in range(a, stop):
+                        cnt[j - start] += w[j - base]
                 a = stop
                 c += 1.0
+            if whole:
+                for b in range(1, n_bins):
+                    cnt[b] += cnt[b - 1]
             sums[k, p, :] = acc
-            counts[k, p, :] = cnt
+            counts[k, p, :] = cnt[:n_bins]
     return sums, counts
 
 
 @njit(cache=True)
-def best_fold(sums, counts, k0, k1):
-    """The strongest phase bin over blocks ``k0 .. k1 - 1`` of :func:`fold_blocks`.
+def best_folds(sums, counts, m):
+    """The strongest phase bin of every window of ``m`` consecutive blocks of :func:`fold_blocks`.
 
-    Each bin's z-score is ``sum / sqrt(count)``: the series is standardised (zero mean, unit
-    variance) beforehand, so this is its mean in SD units times ``sqrt(count)``.
+    Each bin's z-score is ``sum / sqrt(count)`` over the window's blocks: the series is standardised
+    (zero mean, unit variance) beforehand, so this is its mean in SD units times ``sqrt(count)``.
+    Bins with fewer than 2 samples are skipped.
 
     Parameters
     ----------
     sums, counts : ndarray, shape (n_blocks, n_periods, n_bins)
-    k0, k1 : int
-        Blocks summed.
+    m : int
+        Blocks per window (at least 1).
 
     Returns
     -------
-    z : float
-        Largest z-score (-inf when nothing is usable).
-    period : int
-        Index of its period.
-    phase_bin : int
-        Its phase bin.
+    z : ndarray, shape (max(0, n_blocks - m + 1),)
+        Largest z-score of the window of blocks ``k .. k + m - 1`` (-inf when nothing is usable).
+    period, phase_bin : ndarray of int64, same shape
+        Index of its period and its phase bin.
     """
-    best = -np.inf
-    bp = 0
-    bb = 0
-    for p in range(sums.shape[1]):
-        for b in range(sums.shape[2]):
-            s = 0.0
-            c = 0.0
-            for k in range(k0, k1):
-                s += sums[k, p, b]
-                c += counts[k, p, b]
-            if c >= 2.0:
-                z = s / np.sqrt(c)
-                if z > best:
-                    best = z
-                    bp = p
-                    bb = b
-    return best, bp, bb
+    n_blocks, n_periods, n_bins = sums.shape
+    n_windows = max(0, n_blocks - m + 1)
+    z = np.full(n_windows, -np.inf)
+    period = np.zeros(n_windows, dtype=np.int64)
+    phase_bin = np.zeros(n_windows, dtype=np.int64)
+    s = np.zeros((n_periods, n_bins))
+    c = np.zeros((n_periods, n_bins))
+    for k in range(n_blocks):
+        s += sums[k]  # the window slides on: add the block that enters, drop the one that leaves
+        c += counts[k]
+        if k >= m:
+            s -= sums[k - m]
+            c -= counts[k - m]
+        w = k - m + 1
+        if w < 0:
+            continue
+        # the largest sum / sqrt(count) is the largest sum |sum| / count (same order, no square root)
+        best = -np.inf
+        bp = 0
+        bb = 0
+        for p in range(n_periods):
+            for b in range(n_bins):
+                if c[p, b] >= 1.5:
+                    v = s[p, b] * abs(s[p, b]) / c[p, b]
+                    if v > best:
+                        best = v
+                        bp = p
+                        bb = b
+        if best > -np.inf:
+            z[w] = np.sqrt(best) if best >= 0.0 else -np.sqrt(-best)
+        period[w] = bp
+        phase_bin[w] = bb
+    return z, period, phase_bin
 
 
 @njit(cache=True)
@@ -594,6 +691,75 @@ def window_sums(times, values, starts, width):
         sums[w] = s
         counts[w] = hi - lo
     return sums, counts
+
+
+@njit(cache=True)
+def local_rank_sums(times, order, starts, width, half):
+    """Rank sums of the values inside windows, ranked among the values near each window.
+
+    Window ``w`` holds the values whose ``times`` fall in ``[starts[w], starts[w] + width)``; its
+    neighbourhood, those in ``[c - half, c + half)`` around its centre ``c``. Each value inside is
+    ranked (1 = smallest) among the neighbourhood's; ties are broken by ``order``. A Fenwick tree
+    over the order holds the neighbourhood as it slides along, so the cost is
+    ``O((n + n_inside) log n)``.
+
+    Parameters
+    ----------
+    times : ndarray, shape (n,), sorted
+    order : ndarray of int64, shape (n,)
+        Place of each value among all of them (a permutation of ``0 .. n - 1``, smallest first).
+    starts : ndarray, shape (n_windows,), sorted
+    width, half : float
+        ``width <= 2 half``, so that a window lies inside its neighbourhood.
+
+    Returns
+    -------
+    sums : ndarray, shape (n_windows,)
+        Sum of the ranks of the values inside.
+    n_in, n_near : ndarray of int64, shape (n_windows,)
+        Values inside, and in the neighbourhood.
+    """
+    n = times.size
+    tree = np.zeros(n + 1, dtype=np.int64)
+    nw = starts.size
+    sums = np.zeros(nw)
+    n_in = np.zeros(nw, dtype=np.int64)
+    n_near = np.zeros(nw, dtype=np.int64)
+    lo = 0
+    hi = 0
+    first = 0
+    for w in range(nw):
+        c = starts[w] + 0.5 * width
+        while hi < n and times[hi] < c + half:  # the tree holds the values lo .. hi - 1
+            i = order[hi] + 1
+            while i <= n:
+                tree[i] += 1
+                i += i & -i
+            hi += 1
+        while lo < hi and times[lo] < c - half:
+            i = order[lo] + 1
+            while i <= n:
+                tree[i] -= 1
+                i += i & -i
+            lo += 1
+        while first < n and times[first] < starts[w]:
+            first += 1
+        total = 0.0
+        k = 0
+        j = first
+        while j < n and times[j] < starts[w] + width:
+            below = 0  # neighbours ranked below: the tree's prefix sum up to this value's order
+            i = order[j]
+            while i > 0:
+                below += tree[i]
+                i -= i & -i
+            total += below + 1.0
+            k += 1
+            j += 1
+        sums[w] = total
+        n_in[w] = k
+        n_near[w] = hi - lo
+    return sums, n_in, n_near
 
 
 # --------------------------------------------------------------------------------------------
@@ -662,21 +828,25 @@ class _Prepared:
         0.5-2 Hz signal, uV.
     usable : ndarray of bool
         Neither in a long gap, nor near an artefact or a dead stretch, nor (when stages are known) in wake.
-    templates : tuple of ndarray
-        The response template through the same band-pass, and its whitened form; each zero mean, unit norm.
+    template_size : int
+        Samples of the response template.
     z : tuple of ndarray
-        Matched-filter output of each template (response starting at each sample) over its local RMS.
+        Output of the two matched filters (the response template through the same filters, and
+        its whitened form; response starting at each sample), each over its local RMS.
     scales : tuple of ndarray
-        That local RMS (+-:data:`SCALE_HALF_S`), uV.
+        That local RMS (+-:data:`SCALE_HALF_S`) of each, per block of ``step`` samples.
+    step : int
+        Samples per block of ``scales`` (about 0.5 s).
     """
 
     fs: float
     band: np.ndarray
     slow: np.ndarray
     usable: np.ndarray
-    templates: tuple
+    template_size: int
     z: tuple
     scales: tuple
+    step: int
 
 
 def _band_pass(x: np.ndarray, fd: float) -> tuple:
@@ -709,23 +879,16 @@ def _band_pass(x: np.ndarray, fd: float) -> tuple:
     return np.ascontiguousarray(sosfiltfilt(high, low)), fa
 
 
-def _templates(fd: float) -> tuple:
-    """The response template as the data see it (same filters, same subsampling), and whitened.
-
-    Whitening the data by a first difference (a 1/f^2 background becomes flat, which brings out the
-    sharp P200/N350 against deep-sleep slow waves) and matching it with the equally whitened
-    template is the same as matching the plain data with ``2 h[n] - h[n-1] - h[n+1]``: a
-    symmetric template.
-    """
+def _template(fd: float) -> np.ndarray:
+    """The response template as the data see it (same filters, same subsampling), zero mean and
+    unit norm; :func:`matched_filters` also matches its whitened form."""
     pad = int(round(3.0 * fd))
     h = response_template(fd)
     band, fa = _band_pass(np.concatenate([np.zeros(pad), h, np.zeros(pad)])[None, :], fd)
     q = int(round(fd / fa))
     h = band[0, pad // q: pad // q + int(round(RESPONSE_S * fa))]
     h = h - h.mean()
-    dh = np.diff(h, prepend=0.0, append=0.0)  # first difference, one sample longer
-    white = dh[:-1] - dh[1:]  # = 2 h[n] - h[n-1] - h[n+1]
-    return (np.ascontiguousarray(h / np.linalg.norm(h)), np.ascontiguousarray(white / np.linalg.norm(dh)))
+    return np.ascontiguousarray(h / np.linalg.norm(h))
 
 
 def _long_gaps(ok: np.ndarray, longest: float) -> np.ndarray:
@@ -761,17 +924,21 @@ def _prepare(xd: np.ndarray, counts: np.ndarray, fd: float, staged: np.ndarray |
     from .spindles import moving_rms
 
     ok = counts > 0
-    x = np.empty(xd.shape)
-    for r in range(xd.shape[0]):
-        x[r] = fill_gaps(xd[r], ok)
-        x[r] -= x[r].mean()
+    if ok.all():
+        x = xd - xd.mean(axis=1, keepdims=True)
+    else:
+        x = np.empty(xd.shape)
+        for r in range(xd.shape[0]):
+            x[r] = fill_gaps(xd[r], ok)
+            x[r] -= x[r].mean()
     band_all, fa = _band_pass(x, fd)
+    del x
     q = int(round(fd / fa))
     slow_all = sosfiltfilt(design_sos(fa, high_hz=TROUGH_BAND_HZ[1], order=2), band_all)
-    templates = _templates(fd)
+    template = _template(fd)
     margin = int(round(EXCLUDE_MARGIN_S * fa))
-    half = int(round(SCALE_HALF_S * fa))
-    step = max(1, int(round(fa / 2)))  # for summaries: every 0.5 s is plenty
+    step = max(1, int(round(fa / 2)))  # summaries every 0.5 s are plenty
+    half = max(1, int(round(SCALE_HALF_S * fa)) // step)
     gap = _long_gaps(ok, MAX_BRIDGE_S * fd)[::q][: band_all.shape[1]]
     stage_ok = None if staged is None else staged[::q][: band_all.shape[1]]
     out = []
@@ -780,22 +947,21 @@ def _prepare(xd: np.ndarray, counts: np.ndarray, fd: float, staged: np.ndarray |
         sd = _robust_sd(band[::step][~gap[::step]])
         bad = gap | (np.abs(band) > ARTEFACT_SD * sd) if sd > 0 else gap.copy()
         # a railed or disconnected electrode: (almost) nothing left in the band (1-s RMS every 0.5 s)
-        local = np.repeat(moving_rms(band[::step], 1), step)[: band.size]
-        bad |= local <= DEAD_FRACTION * np.percentile(local[::step], 90)
+        local = moving_rms(band[::step], 1)
+        dead = local <= DEAD_FRACTION * np.percentile(local, 90)
+        if dead.any():
+            bad |= np.repeat(dead, step)[: band.size]
         bad = _dilate(bad, margin)
         usable = ~bad if stage_ok is None else ~bad & stage_ok
-        zs, scales = [], []
-        # each matched filter over the local RMS of the data as that template sees them: the band
-        # itself, and its derivative for the whitened template (central differences, so that the
-        # scale is the same played backwards)
-        for t, seen in zip(templates, (band, np.gradient(band))):
-            # the RMS over +-30 s changes slowly: computed every 0.5 s
-            coarse = np.sqrt(np.add.reduceat(np.where(bad, 0.0, seen) ** 2, np.arange(0, band.size, step)) / step)
-            rms = np.repeat(moving_rms(coarse, max(1, half // step)), step)[: band.size]
-            scale = np.maximum(rms, max(_robust_sd(seen[::step][~bad[::step]]), 1e-6) * 1e-3)
-            zs.append(correlate(band, t, usable) / scale)
-            scales.append(scale)
-        out.append(_Prepared(fa, band, slow_all[r], usable, templates, tuple(zs), tuple(scales)))
+        # each matched filter over the local RMS (+-30 s, every 0.5 s) of the data as it sees them:
+        # the band itself, and its derivative for the whitened template (central differences, so
+        # that the scale is the same played backwards)
+        scales = []
+        for power in block_power(band, bad, step):
+            rms = moving_rms(np.sqrt(power), half)
+            scales.append(np.maximum(rms, max(float(np.sqrt(power.mean())), 1e-6) * 1e-3))
+        z = matched_filters(band, template, usable, scales[0], scales[1], step)
+        out.append(_Prepared(fa, band, slow_all[r], usable, template.size, z, tuple(scales), step))
     return out
 
 
@@ -851,10 +1017,10 @@ def _closed_loop_triggers(p: _Prepared, channel: int) -> list:
     The stimulator is emulated on the 0.5-2 Hz signal (:func:`emulate_triggers`); each trigger's
     score is the matched-filter output for a pair of responses after it (first onset at the middle
     of :data:`CLICK_DELAY_S`, second :data:`CLICK_INTERVAL_S` later), summed over the two templates,
-    each over its local RMS. (Searching the delay over the stimulator's whole error range only
-    adds the best of several noise values: measured on DREAMS with injected clicks, the fixed
-    delay separates stimulated from spontaneous troughs better.) Only triggers whose scored span
-    is usable are kept.
+    each over its local RMS at the trigger. (Searching the delay over the stimulator's whole error
+    range only adds the best of several noise values: measured on DREAMS with injected clicks, the
+    fixed delay separates stimulated from spontaneous troughs better.) Only triggers whose scored
+    span is usable are kept.
     """
     fa = p.fs
     out = []
@@ -863,7 +1029,7 @@ def _closed_loop_triggers(p: _Prepared, channel: int) -> list:
         return out
     delay = int(round(_CLICK_S * fa))
     gap = int(round(CLICK_INTERVAL_S * fa))
-    span = delay + gap + p.templates[0].size
+    span = delay + gap + p.template_size
     refractory = int(round(REFRACTORY_S * fa))
     n550 = int(round(RESPONSE[2][1] * fa))
     bad = np.concatenate([[0], np.cumsum(~p.usable, dtype=np.int64)])
@@ -871,13 +1037,12 @@ def _closed_loop_triggers(p: _Prepared, channel: int) -> list:
         if level * sd < MIN_TRIGGER_UV:
             continue
         idx = emulate_triggers(p.slow, -level * sd, refractory)
-        # the pair score also reads the mirror image before the trough: keep both sides in the data
-        idx = idx[(idx - span >= 0) & (idx + span < p.usable.size)]
+        idx = idx[idx + span < p.usable.size]
         idx = idx[bad[idx + span + 1] - bad[idx] == 0]
         score = np.zeros(idx.size)
-        for template, scale in zip(p.templates, p.scales):
-            after, _, _ = pair_scores(p.band, template, idx, delay, delay, gap)
-            score += after / scale[idx]
+        for z, scale in zip(p.z, p.scales):  # undo the scale at each response, apply the trigger's
+            score += (z[idx + delay] * scale[(idx + delay) // p.step]
+                      + z[idx + delay + gap] * scale[(idx + delay + gap) // p.step]) / scale[idx // p.step]
         out.append(_Triggers(idx / fa, score, np.full(idx.size, 2, dtype=np.int64), p.band[idx + delay + n550],
                              level, level * sd, channel))
     return out
@@ -916,34 +1081,41 @@ def _rank_sum_moments(ranks_in, n_in, n_total) -> tuple:
 
 
 def _strata_ranks(tr: "_Triggers") -> list:
-    """(times, ranks within the stratum) of the triggers of each stratum of ``tr``."""
+    """(times, ranks within the stratum, order within the stratum) of the triggers of each stratum of ``tr``."""
     out = []
     for s in np.unique(tr.stratum):
         k = tr.stratum == s
-        out.append((tr.times[k], stats.rankdata(tr.score[k])))
+        order = np.empty(int(k.sum()), dtype=np.int64)
+        order[np.argsort(tr.score[k], kind="stable")] = np.arange(order.size)
+        out.append((tr.times[k], stats.rankdata(tr.score[k]), order))
     return out
 
 
-def _stratified_rank_sums(strata: list, starts: np.ndarray, width: float) -> tuple:
+def _stratified_rank_sums(strata: list, starts: np.ndarray, width: float, half: float | None = None) -> tuple:
     """Per window: log p of a stage-stratified rank-sum test, the triggers inside, and their reference
     (the triggers outside the window in the strata found inside it); ``strata`` from :func:`_strata_ranks`.
 
     Each stage is ranked on its own and the Mann-Whitney statistics of the strata are summed
     (van Elteren's test with equal weights): a window of N3 is compared with N3 elsewhere, so a
     stage whose spontaneous troughs are followed by more slow waves (or, on an EOG lead, REM's eye
-    movements, followed by fewer) does not pass for stimulation.
+    movements, followed by fewer) does not pass for stimulation. With ``half`` (s), the reference
+    is the triggers within ``half`` of the window's centre (:func:`local_rank_sums`), else all.
     """
     excess = np.zeros(starts.size)
     var = np.zeros(starts.size)
     n_in = np.zeros(starts.size, dtype=np.int64)
     reference = np.zeros(starts.size, dtype=np.int64)
-    for times, ranks in strata:
-        sums, counts = window_sums(times, ranks, starts, width)
-        e, v = _rank_sum_moments(sums, counts, times.size)
+    for times, ranks, order in strata:
+        if half is None:
+            sums, counts = window_sums(times, ranks, starts, width)
+            near = np.full(starts.size, times.size)
+        else:
+            sums, counts, near = local_rank_sums(times, order, starts, width, half)
+        e, v = _rank_sum_moments(sums, counts, near)
         excess += e
         var += v
         n_in += counts
-        reference += np.where(counts > 0, times.size - counts, 0)
+        reference += np.where(counts > 0, near - counts, 0)
     return special.log_ndtr(-(excess - 0.5) / np.sqrt(np.maximum(var, 1e-12))), n_in, reference
 
 
@@ -952,8 +1124,10 @@ def _closed_loop_tests(triggers: list, t0: float, t1: float, log_alpha: float, l
     """Windows where the responses after the emulated stimulator's triggers outrank those elsewhere.
 
     For each channel and threshold, the scores of the triggers inside a window are compared with
-    those of the triggers outside it (a rank-sum test): without stimulation every trigger is a
-    spontaneous slow oscillation, and where it falls does not change what follows it.
+    those of the other triggers of the hour around it (:data:`LOCAL_REFERENCE_S`; live, with all
+    the others, which are as recent) in a rank-sum test: without stimulation every trigger is a
+    spontaneous slow oscillation, and where it falls within a stretch of the same sleep does not
+    change what follows it.
     Consecutive triggers are at least :data:`REFRACTORY_S` apart, longer than the span a score
     reads, so their scores do not share data.
     """
@@ -967,15 +1141,19 @@ def _closed_loop_tests(triggers: list, t0: float, t1: float, log_alpha: float, l
             starts = _window_starts(t0, t1, width)
             if last_only:
                 starts = starts[-1:]
-            log_p, counts, reference = _stratified_rank_sums(strata, starts, width)
+            # live, the buffer and the history before it are the window's neighbourhood already
+            log_p, counts, reference = _stratified_rank_sums(strata, starts, width,
+                                                             None if last_only else 0.5 * LOCAL_REFERENCE_S)
             testable = (counts >= _MIN_TRIGGERS) & (reference >= _MIN_REFERENCE)
             for w in np.flatnonzero(testable & (log_p < log_alpha)):
                 a, b = starts[w], starts[w] + width
                 inside = (tr.times >= a) & (tr.times < b)
+                others = ~inside if last_only else ~inside & (np.abs(tr.times - (a + 0.5 * width))
+                                                              <= 0.5 * LOCAL_REFERENCE_S)
                 out.append(_Window(float(a), width, float(log_p[w]), "closed_loop", (tr.channel,), int(counts[w]),
                                    {"depth": tr.level, "threshold": tr.threshold_uv, "reference": int(reference[w]),
                                     "n550": float(np.median(tr.n550[inside])),
-                                    "n550_ref": float(np.median(tr.n550[~inside])),
+                                    "n550_ref": float(np.median(tr.n550[others])),
                                     "first": float(tr.times[inside].min()), "last": float(tr.times[inside].max())}))
     return out
 
@@ -1004,9 +1182,7 @@ def _fold_series(preps: list) -> tuple:
     total = 0.0
     n = 0.0
     for p in preps:
-        z = np.maximum(p.z[0], p.z[1]) if len(p.z) > 1 else p.z[0]
-        y = running_max(np.where(p.usable, z, -1e3), half)[::step]
-        u = (~_dilate(~p.usable, half))[::step]
+        y, u = jitter_max(p.z[0], p.z[1], p.usable, half, step)
         total = total + np.where(u, y, 0.0)
         n = n + u
     ok = n > 0
@@ -1071,21 +1247,21 @@ def _open_loop_tests(folds: _Folds, rate: float, log_alpha: float, windows=OPEN_
     n_blocks = folds.sums.shape[0]
     for width in windows:
         m = int(round(width / block_s))
+        if n_blocks < m:
+            continue
         log_cells = float(np.log(_fold_cells(width)))
-        for k1 in range(m, n_blocks + 1):
-            k0 = k1 - m
-            if k0 < 0 or folds.usable[k0:k1].mean() < 0.5:
-                continue
-            z, p, b = best_fold(folds.sums, folds.counts, k0, k1)
-            log_p = float(special.log_ndtr(-z)) + log_cells
-            if log_p < log_alpha:
-                # the episode: the blocks that carry the winning phase bin, trimmed at both ends
-                block_z = folds.sums[k0:k1, p, b] / np.sqrt(np.maximum(folds.counts[k0:k1, p, b], 1.0))
-                carried = np.flatnonzero(block_z >= 1.0)
-                first, last = (k0 + carried[0], k0 + carried[-1]) if carried.size else (k0, k1 - 1)
-                out.append(_Window(folds.start + first * block_s, (last + 1 - first) * block_s, log_p,
-                                   "open_loop", None, int(width / periods[p]),
-                                   {"period": float(periods[p]), "z": float(z), "window": width}))
+        zs, ps, bs = best_folds(folds.sums, folds.counts, m)
+        usable = np.convolve(folds.usable, np.ones(m), "valid") / m
+        log_ps = special.log_ndtr(-zs) + log_cells
+        for k0 in np.flatnonzero((usable >= 0.5) & (log_ps < log_alpha)):
+            k1, z, p, b, log_p = k0 + m, zs[k0], ps[k0], bs[k0], float(log_ps[k0])
+            # the episode: the blocks that carry the winning phase bin, trimmed at both ends
+            block_z = folds.sums[k0:k1, p, b] / np.sqrt(np.maximum(folds.counts[k0:k1, p, b], 1.0))
+            carried = np.flatnonzero(block_z >= 1.0)
+            first, last = (k0 + carried[0], k0 + carried[-1]) if carried.size else (k0, k1 - 1)
+            out.append(_Window(folds.start + first * block_s, (last + 1 - first) * block_s, log_p,
+                               "open_loop", None, int(width / periods[p]),
+                               {"period": float(periods[p]), "z": float(z), "window": width}))
     return out
 
 
@@ -1179,18 +1355,19 @@ def _open_loop_last(y: np.ndarray, ok: np.ndarray, rate: float, t0: float, t_eva
 
 
 def _analyse(xd: np.ndarray, counts: np.ndarray, fd: float, t0: float, stages=None,
-             t_eval: float | None = None, history: dict | None = None) -> tuple:
+             t_eval: float | None = None, history: dict | None = None, n_leads: int | None = None) -> tuple:
     """Significant windows of boxcar-averaged channels (times in s, ``t0`` at the first block).
 
     Offline (``t_eval`` None) every window is tested; live, only the windows ending at ``t_eval``,
     with the closed-loop triggers of ``history`` ((channel, threshold) -> _Triggers, times before
     ``t0``) added to the reference. Returns (window, log alarm level) pairs and the closed-loop
-    triggers found in the data.
+    triggers found in the data. The alarm levels are corrected for ``n_leads`` leads (at least the
+    rows of ``xd``).
     """
     preps = _prepare(xd, counts, fd, _staged_blocks(stages, xd.shape[1], fd))
     fa = preps[0].fs
     t1 = t0 + preps[0].band.size / fa if t_eval is None else t_eval
-    la_closed, la_open = _log_alphas(len(preps), live=t_eval is not None)
+    la_closed, la_open = _log_alphas(max(len(preps), n_leads or 0), live=t_eval is not None)
     triggers = []
     for r, p in enumerate(preps):
         for tr in _closed_loop_triggers(p, r):
@@ -1219,7 +1396,7 @@ def _concat_triggers(first: "_Triggers", second: "_Triggers") -> "_Triggers":
                      second.level, second.threshold_uv, second.channel)
 
 
-def detect_auditory(data, fs: float, *, valid=None, stages=None) -> list:
+def detect_auditory(data, fs: float, *, valid=None, stages=None, n_leads: int | None = None) -> list:
     """Flag series of auditory stimulation (closed-loop click pairs or open-loop cues) in a recording.
 
     Parameters
@@ -1233,6 +1410,10 @@ def detect_auditory(data, fs: float, *, valid=None, stages=None) -> list:
     stages : array_like of int, shape (n_epochs,), optional
         Stage code per 30-s epoch (0 W, 1 N1, 2 N2, 3 N3, 4 REM, -1 unknown); when given, wake
         epochs (:data:`SKIPPED_STAGES`) are not analysed.
+    n_leads : int, optional
+        Leads of the whole recording when a caller analyses them in groups (e.g. a failing
+        electrode on its own): the closed-loop test is run on every lead, and its alarm level is
+        Bonferroni-corrected over all of them. Default (and at least): the rows of ``data``.
 
     Returns
     -------
@@ -1253,7 +1434,7 @@ def detect_auditory(data, fs: float, *, valid=None, stages=None) -> list:
     fd = fs / m
     if xd.shape[1] < min(CLOSED_WINDOWS_S[0], OPEN_WINDOWS_S[0]) * fd:
         return []
-    found, _ = _analyse(xd, counts, fd, 0.0, stages)
+    found, _ = _analyse(xd, counts, fd, 0.0, stages, n_leads=n_leads)
     return merge_events([_to_event(w, la, x.shape[0]) for w, la in found])
 
 
@@ -1276,6 +1457,9 @@ class AuditoryMonitor:
         Sample rate in Hz.
     n_channels : int
         Electrode channels in every block.
+    n_leads : int, optional
+        Leads of the whole recording when the caller monitors them in groups (see
+        :func:`detect_auditory`); default: ``n_channels``.
 
     Attributes
     ----------
@@ -1283,10 +1467,11 @@ class AuditoryMonitor:
         Every alarm raised so far, in the order raised (onsets in s from the first pushed sample).
     """
 
-    def __init__(self, fs: float, n_channels: int):
+    def __init__(self, fs: float, n_channels: int, *, n_leads: int | None = None):
         _check_rate(fs)
         self.fs = float(fs)
         self.n_channels = int(n_channels)
+        self.n_leads = n_leads
         self._m = _decimation(self.fs)
         self._fd = self.fs / self._m
         self._pending = np.zeros((self.n_channels, 0))
@@ -1346,6 +1531,7 @@ class AuditoryMonitor:
         if n <= a or t_eval - t0 < min(LIVE_OPEN_WINDOWS_S):
             return []
         found, triggers = _analyse(self._means[:, a:n], self._counts[a:n], self._fd, t0, None, t_eval=t_eval,
+                                   n_leads=self.n_leads,
                                    history=self._history)
         self._archive(triggers, t_eval - max(LIVE_CLOSED_WINDOWS_S) - UPDATE_S)
         raised = []

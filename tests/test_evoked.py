@@ -1,5 +1,5 @@
-"""Auditory stimulation series (dsp.evoked): kernels against numpy/scipy, the time-reversal and
-folding nulls, gaps, the live monitor, and one real excerpt with injected cues."""
+"""Auditory stimulation series (dsp.evoked): kernels against numpy/scipy, the rank-sum (global,
+local, stratified) and folding nulls, gaps, the live monitor, and one real excerpt with injected cues."""
 
 from __future__ import annotations
 
@@ -76,6 +76,15 @@ def test_emulate_triggers_matches_the_stimulator_loop():
     assert np.all(np.diff(evoked.emulate_triggers(slow, -0.1, 400)) >= 400)
 
 
+def _stratum(times, values):
+    """(times, ranks, order) of one stratum, as evoked._strata_ranks gives them."""
+    from scipy import stats
+
+    order = np.empty(values.size, dtype=np.int64)
+    order[np.argsort(values)] = np.arange(values.size)
+    return times, stats.rankdata(values), order
+
+
 def test_rank_sums_match_scipy_mannwhitneyu_and_add_up_over_strata():
     from scipy import stats
 
@@ -83,16 +92,26 @@ def test_rank_sums_match_scipy_mannwhitneyu_and_add_up_over_strata():
     times = np.arange(120.0)
     values = rng.standard_normal(120) + np.r_[np.zeros(90), 0.8 * np.ones(30)]
     starts, width = np.array([0.0, 40.0, 90.0]), 30.0  # sorted, as window_sums needs
-    one = [(times, stats.rankdata(values))]
+    one = [_stratum(times, values)]
     log_p, n_in, reference = evoked._stratified_rank_sums(one, starts, width)
     for w, a in enumerate(starts):
         mask = (times >= a) & (times < a + width)
         ref = stats.mannwhitneyu(values[mask], values[~mask], alternative="greater", method="asymptotic").pvalue
         assert log_p[w] == pytest.approx(np.log(ref), rel=1e-6)
         assert n_in[w] == 30 and reference[w] == 90
+    # a neighbourhood holding everything is the whole record; a smaller one, the triggers near the window
+    np.testing.assert_allclose(evoked._stratified_rank_sums(one, starts, width, half=500.0)[0], log_p)
+    log_p, n_in, reference = evoked._stratified_rank_sums(one, starts, width, half=40.0)
+    for w, a in enumerate(starts):
+        near = np.abs(times - (a + 15.0)) < 40.0
+        near |= times == a + 15.0 - 40.0
+        mask = (times >= a) & (times < a + width)
+        ref = stats.mannwhitneyu(values[mask], values[near & ~mask], alternative="greater", method="asymptotic")
+        assert log_p[w] == pytest.approx(np.log(ref.pvalue), rel=1e-6)
+        assert n_in[w] == 30 and reference[w] == (near & ~mask).sum()
     # two strata: the Mann-Whitney statistics (minus their null means) and variances add up
     group = (np.arange(120) % 2).astype(bool)
-    two = [(times[group], stats.rankdata(values[group])), (times[~group], stats.rankdata(values[~group]))]
+    two = [_stratum(times[group], values[group]), _stratum(times[~group], values[~group])]
     log_p, n_in, reference = evoked._stratified_rank_sums(two, starts, width)
     for w, a in enumerate(starts):
         mask = (times >= a) & (times < a + width)
@@ -105,36 +124,41 @@ def test_rank_sums_match_scipy_mannwhitneyu_and_add_up_over_strata():
         assert n_in[w] == 30 and reference[w] == 90
 
 
-def test_correlate_matches_np_correlate():
+def test_matched_filters_match_np_correlate_over_block_scales():
     rng = np.random.default_rng(3)
     x, h = rng.standard_normal(300), rng.standard_normal(23)
     ok = rng.random(300) > 0.3
-    expected = np.correlate(x, h, "full")[h.size - 1:][:300]
-    np.testing.assert_allclose(evoked.correlate(x, h, ok), np.where(ok, expected, 0.0), atol=1e-12)
+    ok[0] = ok[-1] = True  # the end terms of the whitened template
+    scale_plain, scale_white = rng.uniform(0.5, 2.0, 60), rng.uniform(0.5, 2.0, 60)
+    plain, white = evoked.matched_filters(x, h, ok, scale_plain, scale_white, 5)
+    np.testing.assert_allclose(evoked.sliding_dot(x, h), np.r_[np.correlate(x, h, "full")[h.size - 1:], 0.0],
+                               atol=1e-12)
+    d = np.diff(h, prepend=0.0, append=0.0)
+    w = (2 * h - np.concatenate([[0.0], h[:-1]]) - np.concatenate([h[1:], [0.0]])) / np.linalg.norm(d)
+    for template, scale, out in ((h, scale_plain, plain), (w, scale_white, white)):
+        expected = np.correlate(x, template, "full")[template.size - 1:][:300] / np.repeat(scale, 5)
+        np.testing.assert_allclose(out, np.where(ok, expected, 0.0), atol=1e-12)
 
 
-def test_running_max_matches_maximum_filter():
-    x = np.random.default_rng(4).standard_normal(777)
-    np.testing.assert_array_equal(evoked.running_max(x, 6), ndimage.maximum_filter1d(x, 13, mode="nearest"))
+def test_block_power_matches_gradient_and_reduceat():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(103)
+    bad = rng.random(103) > 0.8
+    plain, deriv = evoked.block_power(x, bad, 8)
+    for seen, out in ((x, plain), (np.gradient(x), deriv)):
+        expected = np.add.reduceat(np.where(bad, 0.0, seen) ** 2, np.arange(0, 103, 8)) / 8
+        np.testing.assert_allclose(out, expected, atol=1e-12)
 
 
-def test_pair_scores_match_a_loop_and_flip_under_time_reversal():
-    rng = np.random.default_rng(5)
-    x, h = rng.standard_normal(400), rng.standard_normal(9)
-    troughs = np.array([3, 60, 150, 250, 395], dtype=np.int64)
-    after, before, delay = evoked.pair_scores(x, h, troughs, 4, 7, 12)
-    for k, t in enumerate(troughs):
-        if t - 7 - 12 - 9 + 1 < 0 or t + 7 + 12 + 9 > x.size:
-            assert np.isnan(after[k]) and np.isnan(before[k])
-            continue
-        a = [x[t + d:t + d + 9] @ h + x[t + d + 12:t + d + 21] @ h for d in range(4, 8)]
-        b = [x[t - d - 8:t - d + 1][::-1] @ h + x[t - d - 20:t - d - 11][::-1] @ h for d in range(4, 8)]
-        assert after[k] == pytest.approx(max(a)) and before[k] == pytest.approx(max(b))
-        assert delay[k] == 4 + int(np.argmax(a))
-    # the score before a trough is the score after it in the time-reversed signal
-    rev_after, rev_before, _ = evoked.pair_scores(x[::-1].copy(), h, x.size - 1 - troughs, 4, 7, 12)
-    np.testing.assert_allclose(rev_after, before)
-    np.testing.assert_allclose(rev_before, after)
+def test_jitter_max_matches_maximum_filter_every_step():
+    rng = np.random.default_rng(4)
+    z0, z1 = rng.standard_normal((2, 777))
+    usable = np.ones(777, dtype=bool)
+    usable[300:320] = False
+    best, clean = evoked.jitter_max(z0, z1, usable, 6, 4)
+    expected = ndimage.maximum_filter1d(np.where(usable, np.maximum(z0, z1), -1e3), 13, mode="nearest")[::4]
+    np.testing.assert_array_equal(best, expected)
+    np.testing.assert_array_equal(clean, ~ndimage.maximum_filter1d(~usable, 13, mode="nearest")[::4])
 
 
 def test_fold_blocks_match_add_at_and_best_fold():
@@ -153,10 +177,34 @@ def test_fold_blocks_match_add_at_and_best_fold():
             np.add.at(c, bins[ok[i]], 1.0)
             np.testing.assert_allclose(sums[k, p], s, atol=1e-12)
             np.testing.assert_array_equal(counts[k, p], c)
-    z, p, b = evoked.best_fold(sums, counts, 1, 3)
-    s, c = sums[1:3].sum(axis=0), counts[1:3].sum(axis=0)
-    ref = np.where(c >= 2, s / np.sqrt(np.maximum(c, 1)), -np.inf)
-    assert z == pytest.approx(ref.max()) and ref[p, b] == pytest.approx(z)
+    whole = evoked.fold_blocks(y, np.ones(610, dtype=bool), 1234, 150, periods)[1]  # counted without the mask
+    for k in range(4):
+        for p, period in enumerate(periods):
+            bins = np.floor(np.mod(1234 + np.arange(k * 150, (k + 1) * 150), period)).astype(int)
+            np.testing.assert_array_equal(whole[k, p], np.bincount(bins, minlength=14))
+    z, p, b = evoked.best_folds(sums, counts, 2)
+    assert z.shape == (3,)
+    for k in range(3):  # windows of blocks k, k + 1
+        s, c = sums[k:k + 2].sum(axis=0), counts[k:k + 2].sum(axis=0)
+        ref = np.where(c >= 2, s / np.sqrt(np.maximum(c, 1)), -np.inf)
+        assert z[k] == pytest.approx(ref.max()) and ref[p[k], b[k]] == pytest.approx(z[k])
+
+
+def test_local_rank_sums_match_ranks_within_each_neighbourhood():
+    rng = np.random.default_rng(17)
+    times = np.sort(rng.uniform(0, 1000, 300))
+    values = rng.standard_normal(300)
+    order = np.empty(300, dtype=np.int64)
+    order[np.argsort(values)] = np.arange(300)
+    starts = np.arange(-20.0, 950.0, 12.5)
+    sums, n_in, n_near = evoked.local_rank_sums(times, order, starts, 40.0, 150.0)
+    for w, a in enumerate(starts):
+        near = np.abs(times - (a + 20.0)) < 150.0
+        near |= times == a + 20.0 - 150.0  # the neighbourhood is [c - half, c + half)
+        inside = (times >= a) & (times < a + 40.0)
+        ranks = np.argsort(np.argsort(values[near])) + 1.0
+        assert n_near[w] == near.sum() and n_in[w] == inside.sum()
+        assert sums[w] == pytest.approx(ranks[inside[near]].sum())
 
 
 def test_window_sums_match_masks():
@@ -282,6 +330,11 @@ def test_closed_loop_series_found_against_the_other_triggers(night):
     found = evoked.detect_auditory(stimulated, FS)
     assert len(found) == 1 and found[0].overlaps(600, 1200) and 300 <= found[0].onset < 1000
     assert "closed loop" in found[0].evidence and "rank-sum" in found[0].evidence
+    # a caller analysing the leads of a recording in groups corrects the alarm level for all of them
+    assert evoked.detect_auditory(stimulated, FS, n_leads=1) == found
+    stricter = evoked.detect_auditory(stimulated, FS, n_leads=16)
+    assert len(stricter) == 1 and stricter[0].score < found[0].score
+    assert evoked._log_alphas(16)[0] == pytest.approx(evoked._log_alphas(1)[0] - np.log(16))
     # the statistic compares the triggers inside a window with those outside: on clean data, where
     # nothing is stimulated, the p-values of all windows are no smaller than chance allows
     preps = evoked._prepare(*evoked.block_mean(clean[None, :], np.ones(clean.size, dtype=bool), 3), FS / 3, None)
@@ -330,6 +383,24 @@ def test_closed_loop_test_compares_triggers_within_a_stage_group():
     found = evoked._closed_loop_tests([evoked._Triggers(times, lifted, stratum, np.zeros(times.size), 4.5, -40.0, 0)],
                                       0.0, 7200.0, np.log(1e-4))
     assert found and all(w.start < 6000 and w.start + w.width > 5400 for w in found)
+
+
+def test_closed_loop_reference_is_the_hour_around_the_window():
+    # what follows a spontaneous trough drifts with sleep over the night (deeper, lighter): the
+    # windows of a stretch at one end outrank the night as a whole, not the triggers around them
+    rng = np.random.default_rng(16)
+    times = np.arange(0.0, 8 * 3600.0, 6.0)
+    drift = rng.standard_normal(times.size) + 2.0 * (times / times[-1]) ** 2
+    tr = evoked._Triggers(times, drift, np.zeros(times.size, dtype=np.int64), np.zeros(times.size), 4.5, -40.0, 0)
+    strata = evoked._strata_ranks(tr)
+    starts = evoked._window_starts(0.0, times[-1] + 6.0, 600.0)
+    assert evoked._stratified_rank_sums(strata, starts, 600.0)[0].min() < np.log(1e-6)
+    assert evoked._closed_loop_tests([tr], 0.0, times[-1] + 6.0, np.log(1e-4)) == []
+    # a lift inside one window still stands out against its hour
+    lifted = drift + 1.5 * ((times >= 14400) & (times < 15000))
+    found = evoked._closed_loop_tests([evoked._Triggers(times, lifted, tr.stratum, tr.n550, 4.5, -40.0, 0)],
+                                      0.0, times[-1] + 6.0, np.log(1e-4))
+    assert found and all(w.start < 15000 and w.start + w.width > 14400 for w in found)
 
 
 def test_monitor_raises_once_in_any_block_size(night):
