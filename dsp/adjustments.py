@@ -44,7 +44,9 @@ def detect_adjustments(data, fs: float, *, valid=None, stages=None) -> list:
     events = []
     for rows, usable in _channel_groups(x, fs, ok):
         part = x if len(rows) == x.shape[0] else x[rows]  # no copy of a whole night when all are healthy
-        found = detect_lines(part, fs, valid=usable) + detect_auditory(part, fs, valid=usable, stages=stages) \
+        # the auditory alarm level counts every lead tested, whichever group it is tested in
+        found = detect_lines(part, fs, valid=usable) \
+            + detect_auditory(part, fs, valid=usable, stages=stages, n_leads=x.shape[0]) \
             + detect_tampering(part, fs, valid=usable)
         events += [dataclasses.replace(e, channels=tuple(rows[c] for c in e.channels)) for e in found]
     return merge_events(_unexplained(events, events))
