@@ -1,0 +1,82 @@
+"""Agreement of offline and live staging with the simulator's truth, over device profiles and lengths.
+
+Data: simulated nights (firmware_sim, seeded), one per profile, length and seed: the first two EEG
+channels (and the chin EMG where the profile has one), as ``dreamsync stage`` would use them. The
+figures check the wiring and the stager's adaptation to each montage (a stager that locks into a
+wrong mode shows up here as a night staged all wake); they are not accuracy on people, which only
+``staging_dreams.py`` measures (real EEG, expert scores).
+
+Live: first-given stages of ``dsp.staging.LiveStager`` fed 1-s blocks, as a headband delivers them.
+
+Usage: python benchmarks/staging_simulated.py [--profiles sim muse-s] [--hours 0.5 2 8 12] [--seed 4 6 2 3] [--live]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+PROFILES = ("sim", "cyton", "cyton-daisy", "ganglion", "muse-2", "muse-s")
+HOURS = (0.5, 2.0, 8.0, 12.0)
+SEEDS = (4, 6, 2, 3)  # one per length, so each length is a different night
+
+
+def staged_night(profile: str, hours: float, seed: int, live: bool) -> dict:
+    """Offline (and live) stages of one simulated night against its truth: accuracies, epochs."""
+    from dsp.staging import LiveStager, stage
+    from firmware_sim.headband import SimulatedHeadband
+
+    band = SimulatedHeadband(profile, hours=hours, seed=seed)
+    data = band.read_all()
+    eeg = [i for i, kind in enumerate(band.kinds) if kind == "EEG"][:2]
+    emg = [i for i, kind in enumerate(band.kinds) if kind == "EMG"][:1]
+    truth = np.asarray(band.hypnogram)
+    offline = stage(data[eeg], band.fs, emg=data[emg[0]] if emg else None).stages
+    row = {"epochs": len(offline), "offline": float(np.mean(offline == truth[: len(offline)]))}
+    if live:
+        stager = LiveStager(band.fs, n_eeg=len(eeg), n_emg=len(emg))
+        step = int(round(band.fs))
+        given = []
+        for i in range(0, data.shape[1], step):
+            given += [e.stage for e in stager.push(data[eeg, i:i + step], data[emg, i:i + step] if emg else None)]
+        given = np.array(given)
+        row["live"] = float(np.mean(given == truth[: len(given)]))
+        row["live_vs_offline"] = float(np.mean(given == offline[: len(given)]))
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=PROFILES)
+    parser.add_argument("--hours", nargs="+", type=float, default=list(HOURS))
+    parser.add_argument("--seed", nargs="+", type=int, default=list(SEEDS),
+                        help="one seed per length (default: 4 6 2 3)")
+    parser.add_argument("--live", action="store_true", help="also stage live, 1-s blocks")
+    args = parser.parse_args()
+    if len(args.seed) != len(args.hours):
+        parser.error("give one --seed per --hours")
+
+    print("data: simulated nights (firmware_sim), first two EEG channels + chin EMG where present; "
+          "agreement with the simulator's truth: a wiring check, not accuracy on people")
+    print(f"{'profile':<12}{'hours':>6}{'seed':>6}{'epochs':>8}{'offline':>9}" + ("     live  live/offline" if args.live else ""))
+    rows = []
+    for profile in args.profiles:
+        for hours, seed in zip(args.hours, args.seed):
+            row = staged_night(profile, hours, seed, args.live)
+            rows.append(row)
+            line = f"{profile:<12}{hours:>6g}{seed:>6}{row['epochs']:>8}{row['offline']:>9.3f}"
+            if args.live:
+                line += f"{row['live']:>9.3f}{row['live_vs_offline']:>14.3f}"
+            print(line, flush=True)
+    offline = np.array([r["offline"] for r in rows])
+    summary = f"offline: mean {offline.mean():.3f}, lowest {offline.min():.3f} over {len(rows)} nights"
+    if args.live:
+        live = np.array([r["live"] for r in rows])
+        summary += f"; live: mean {live.mean():.3f}, lowest {live.min():.3f}"
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
