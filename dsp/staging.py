@@ -428,9 +428,10 @@ def epoch_features(eeg, fs: float) -> tuple:
     -------
     features : ndarray, shape (n_epochs, n_features)
         :func:`dsp.features.eeg_features`, computed at the working rate (50-64 Hz,
-        :func:`dsp.features.working_rate`), averaged over channels.
+        :func:`dsp.features.working_rate`), averaged over the channels that can be scored in
+        each epoch (a lead that fails mid-night costs its own epochs, not the others').
     ok : ndarray of bool, shape (n_epochs,)
-        Epochs every channel of which can be scored (see :mod:`dsp.quality`).
+        Epochs at least one channel of which can be scored (see :mod:`dsp.quality`).
 
     Raises
     ------
@@ -445,11 +446,15 @@ def epoch_features(eeg, fs: float) -> tuple:
             f"recording too short: {eeg.shape[1] / fs:.1f} s; staging needs at least one {EPOCH_SECONDS:g}-s epoch"
         )
     features, quality = working_rate_features(eeg, fs, n_epochs)
-    ok = np.all([scorable(q) for q in quality], axis=0)
+    usable = np.array([scorable(q) for q in quality])  # (n_channels, n_epochs)
+    ok = usable.any(axis=0)
     if not ok.any():
-        worst = min(quality, key=lambda q: int(scorable(q).sum()))
-        raise SignalError(f"no epoch can be scored: {unscorable_reason(worst)}")
-    return features.mean(axis=0), ok
+        best = max(quality, key=lambda q: int(scorable(q).sum()))
+        raise SignalError(f"no epoch can be scored: {unscorable_reason(best)}")
+    if usable.all():
+        return features.mean(axis=0), ok
+    total = np.where(usable[:, :, None], features, 0.0).sum(axis=0)
+    return total / np.maximum(usable.sum(axis=0), 1)[:, None], ok
 
 
 def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: StagingModel | None = None) -> StagingResult:
@@ -626,8 +631,9 @@ class LiveStager:
         return self.push(np.full((self.n_eeg, n), np.nan), np.full((self.n_emg, n), np.nan) if self.n_emg else None)
 
     def _check_epoch(self, epoch: np.ndarray) -> tuple:
-        """Native-rate checks of a completed epoch: scorable EEG, and its EMG log power (or None)."""
-        ok = bool(np.all(scorable_epochs(epoch[: self.n_eeg, None, :])))
+        """Native-rate checks of a completed epoch: which EEG channels can be scored (n_eeg,), and
+        its EMG log power (or None)."""
+        ok = np.array([scorable(epoch_quality(channel[None, :]))[0] for channel in epoch[: self.n_eeg]])
         emg_power = None
         if self.n_emg:
             emg = epoch[self.n_eeg :, None, :]
@@ -655,10 +661,11 @@ class LiveStager:
         highpassed = np.stack([entropy_input(row, self._rate)[epoch] for row in working])
         return working[:, epoch], highpassed
 
-    def _stage_epoch(self, working: np.ndarray, highpassed: np.ndarray, ok: bool, emg_power) -> EpochStage:
+    def _stage_epoch(self, working: np.ndarray, highpassed: np.ndarray, usable: np.ndarray, emg_power) -> EpochStage:
         index = self.epochs_done
         self.epochs_done += 1
-        features = eeg_features(working[:, None, :], self._rate, highpassed[:, None, :])[0] if ok else None
+        ok = bool(usable.any())  # as offline, the channels that can be scored stand for the epoch
+        features = eeg_features(working[usable, None, :], self._rate, highpassed[usable, None, :])[0] if ok else None
         slot = self._remember(features, emg_power)
         order = (self._window_start + np.arange(self._window_len)) % OFFSET_WINDOW_EPOCHS
         ok_window = self._window_ok[order]

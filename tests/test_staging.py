@@ -169,6 +169,19 @@ def test_bad_epochs_are_unscorable_not_guessed(night):
     assert np.all(result.confidence[[2, 5, 7]] == 0)
 
 
+def test_a_lead_that_fails_mid_night_costs_only_its_own_epochs(night):
+    # the second EEG lead rails after the first hour: the first one stages the rest of the night
+    band, data = night
+    eeg = data[:2].copy()
+    eeg[1, int(3600 * band.fs):] = 187.5
+    alone = stage(data[:1], band.fs).stages
+    offline = stage(eeg, band.fs).stages
+    assert np.all(offline >= 0) and (offline[120:] == alone[120:]).mean() >= 0.9
+    stager = LiveStager(band.fs, n_eeg=2)
+    live = np.array([e.stage for i in range(0, eeg.shape[1], 7_680) for e in stager.push(eeg[:, i:i + 7_680])])
+    assert np.all(live >= 0) and (live == offline).mean() >= 0.85
+
+
 def test_a_few_lost_samples_do_not_cost_the_epoch(night):
     band, data = night
     stager = LiveStager(band.fs)
