@@ -228,7 +228,7 @@ class LiveSummary:
     epochs: list = field(default_factory=list)
     samples: int = 0
     samples_lost: int = 0
-    eeg_channel: str = ""
+    eeg_channel: str = ""  # the EEG channels staged from, comma-separated
     emg_channel: str | None = None
     adjustments: list = field(default_factory=list)  # (AdjustmentEvent, authorized) as raised
 
@@ -271,14 +271,15 @@ class LiveSession:
 
         self.device = device
         self.on_epoch = on_epoch or (lambda epoch: None)
-        eeg = pick_staging_channel(device.channels, device.kinds)
-        if eeg is None:
+        if pick_staging_channel(device.channels, device.kinds) is None:
             raise ValueError(f"device {device.device_id} has no EEG channel to stage from")
-        self._eeg = [eeg]
+        # every EEG channel, as `dreamsync stage` uses the recording's: a lead that fails during the
+        # night costs only its own epochs
+        self._eeg = [i for i, k in enumerate(device.kinds) if k == "EEG"]
         self._emg = [i for i, k in enumerate(device.kinds) if k == "EMG"][:1]
-        self.summary = LiveSummary(eeg_channel=device.channels[eeg],
+        self.summary = LiveSummary(eeg_channel=", ".join(device.channels[i] for i in self._eeg),
                                    emg_channel=device.channels[self._emg[0]] if self._emg else None)
-        self._stager = LiveStager(device.fs, n_eeg=1, n_emg=len(self._emg))
+        self._stager = LiveStager(device.fs, n_eeg=len(self._eeg), n_emg=len(self._emg))
         self._limit = None if duration is None else int(round(duration * device.fs))
         self._start: dt.datetime | None = None
         self._electrodes = [i for i, k in enumerate(device.kinds) if k in ("EEG", "EOG", "EMG")]

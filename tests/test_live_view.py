@@ -187,6 +187,24 @@ def test_session_hands_every_block_to_on_block_up_to_the_duration():
     assert len(summary.epochs) == 2
 
 
+def test_session_stages_from_every_eeg_lead_and_survives_one_failing(tmp_path):
+    # the first EEG lead rails after 10 min of a 30-min night: the other one stages the rest
+    from firmware_sim.headband import SimulatedHeadband
+    from ingest.edf import write_edf
+    from ingest.replay import open_recording
+
+    band = SimulatedHeadband(hours=0.5, seed=9)
+    data = band.read_all()
+    data[0, int(600 * band.fs):] = 187.5
+    path = tmp_path / "railed.edf"
+    write_edf(path, data, band.fs, band.channels, band.kinds)
+    with open_recording(path) as device:
+        summary = LiveSession(device, detect=False).run()
+    eeg = [label for label, kind in zip(band.channels, band.kinds) if kind == "EEG"]
+    assert len(eeg) == 2 and summary.eeg_channel == ", ".join(eeg)
+    assert len(summary.epochs) == 60 and all(e.stage != "?" for e in summary.epochs)
+
+
 def test_live_records_the_night_and_prints_json_lines(tmp_path):
     out = tmp_path / "night.edf"
     res = run_cli("live", "--device", "sim", "--speed", "max", "--duration", "2m", "--seed", "4", "--json",
