@@ -633,7 +633,7 @@ class LiveStager:
     def _check_epoch(self, epoch: np.ndarray) -> tuple:
         """Native-rate checks of a completed epoch: which EEG channels can be scored (n_eeg,), and
         its EMG log power (or None)."""
-        ok = np.array([scorable(epoch_quality(channel[None, :]))[0] for channel in epoch[: self.n_eeg]])
+        ok = scorable(epoch_quality(epoch[: self.n_eeg]))  # each channel's row as one epoch
         emg_power = None
         if self.n_emg:
             emg = epoch[self.n_eeg :, None, :]
