@@ -271,11 +271,11 @@ class LiveSession:
 
         self.device = device
         self.on_epoch = on_epoch or (lambda epoch: None)
-        if pick_staging_channel(device.channels, device.kinds) is None:
-            raise ValueError(f"device {device.device_id} has no EEG channel to stage from")
         # every EEG channel, as `dreamsync stage` uses the recording's: a lead that fails during the
         # night costs only its own epochs
         self._eeg = [i for i, k in enumerate(device.kinds) if k == "EEG"]
+        if not self._eeg:
+            raise ValueError(f"device {device.device_id} has no EEG channel to stage from")
         self._emg = [i for i, k in enumerate(device.kinds) if k == "EMG"][:1]
         self.summary = LiveSummary(eeg_channel=", ".join(device.channels[i] for i in self._eeg),
                                    emg_channel=device.channels[self._emg[0]] if self._emg else None)
