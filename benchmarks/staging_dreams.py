@@ -10,6 +10,10 @@ YASA (``yasa.SleepStaging``, EEG only, its pre-trained model) runs in the interp
 dependency). An excerpt YASA refuses (it needs more than 50 Hz) counts as not staged: left out of
 "where both stage", and as wrong for every epoch in "all epochs".
 
+With YASA, the pooled kappa difference (ours minus YASA's, where both stage) comes with a 95 %
+interval from a paired bootstrap of 5-min blocks within each excerpt: 180 epochs of 3 people
+leave kappa uncertain by several hundredths, and the interval says whether a difference is clear.
+
 Usage: python benchmarks/staging_dreams.py [--shared ../shared] [--yasa-python /tmp/benchvenv/bin/python]
 """
 
@@ -28,6 +32,8 @@ from dsp.staging import stage
 from ingest.dreams import read_dreams_hypnogram, read_dreams_signal
 
 RATES_HZ = {1: 100.0, 2: 200.0, 3: 50.0, 4: 200.0}  # from the database's documentation
+#: Bootstrap block, epochs (5 min): stages are correlated over minutes, so epochs are drawn in runs.
+BLOCK_EPOCHS = 10
 
 YASA_SCRIPT = r'''
 import json, sys, warnings
@@ -57,6 +63,49 @@ def kappa_counting_unstaged(ref: np.ndarray, pred: np.ndarray) -> tuple:
     observed = np.trace(cm) / n
     expected = (cm.sum(0) * cm.sum(1)).sum() / n ** 2
     return observed, (observed - expected) / (1 - expected)
+
+
+def _kappa_of_counts(cm: np.ndarray) -> np.ndarray:
+    """Cohen's kappa of confusion matrices stacked on the first axis, shape (n, k, k) -> (n,)."""
+    n = cm.sum(axis=(1, 2))
+    observed = np.trace(cm, axis1=1, axis2=2) / n
+    expected = (cm.sum(1) * cm.sum(2)).sum(1) / n**2
+    return (observed - expected) / (1 - expected)
+
+
+def paired_kappa_difference(ref: list, ours: list, theirs: list, block: int = BLOCK_EPOCHS,
+                            n_boot: int = 2000, seed: int = 0) -> tuple:
+    """Kappa of ``ours`` minus kappa of ``theirs`` against ``ref``, pooled, with a 95 % interval.
+
+    A paired block bootstrap: each recording (lists of stage-code arrays, one per recording, epochs
+    staged by both) is cut into blocks of ``block`` consecutive epochs, blocks are drawn with
+    replacement within each recording (neighbouring epochs are not independent, and the
+    recordings differ), and both tools are scored on the same draw.
+
+    Returns
+    -------
+    difference : float
+    low, high : float
+        2.5 and 97.5 percentiles of the bootstrap differences.
+    """
+    k = len(STAGES)
+    rng = np.random.default_rng(seed)
+    blocks = []  # per recording: (n_blocks, 2, k, k) confusion counts of ours and theirs
+    for r, a, b in zip(ref, ours, theirs):
+        edges = range(0, len(r), block)
+        counts = np.zeros((len(edges), 2, k, k))
+        for i, start in enumerate(edges):
+            part = slice(start, start + block)
+            np.add.at(counts[i, 0], (r[part], a[part]), 1)
+            np.add.at(counts[i, 1], (r[part], b[part]), 1)
+        blocks.append(counts)
+    total = sum(c.sum(axis=0) for c in blocks)
+    difference = float(np.subtract(*_kappa_of_counts(total)))
+    boot = np.zeros((n_boot, 2, k, k))
+    for counts in blocks:
+        boot += counts[rng.integers(0, len(counts), size=(n_boot, len(counts)))].sum(axis=1)
+    spread = _kappa_of_counts(boot[:, 0]) - _kappa_of_counts(boot[:, 1])
+    return difference, float(np.percentile(spread, 2.5)), float(np.percentile(spread, 97.5))
 
 
 def run_yasa(python: str, files: list) -> dict:
@@ -118,6 +167,12 @@ def main() -> int:
         acc, kappa = kappa_counting_unstaged(ref_all, np.concatenate(preds))
         line += f"{acc:>12.3f}/{kappa:.3f}/{'':5}"
     print(line)
+    if yasa:
+        keep = [np.all([p[i] >= 0 for p in tools.values()], axis=0) for i in range(len(refs))]
+        pick = lambda arrays: [a[m] for a, m in zip(arrays, keep) if m.any()]  # noqa: E731
+        diff, low, high = paired_kappa_difference(pick(refs), pick(tools["dreamsync"]), pick(tools["YASA"]))
+        print(f"kappa dreamsync - YASA where both stage: {diff:+.3f}, 95 % interval {low:+.3f} to {high:+.3f} "
+              f"(paired bootstrap of {BLOCK_EPOCHS}-epoch blocks within each excerpt, 2000 draws)")
     for tool, preds in tools.items():
         if tool == "YASA":
             for path, got in yasa.items():
