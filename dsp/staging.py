@@ -83,12 +83,17 @@ class StagingResult:
         Probability of the chosen stage, 0..1; 0 for unscorable epochs.
     epoch_length : float
         Epoch length in seconds (30).
+    feature_offsets : ndarray, shape (n_features,) or None
+        The per-recording offsets of the features (columns :data:`dsp.features.EEG_FEATURES`, 0
+        but for the noise-sensitive ones) the stager settled on: what this headband and montage
+        shift the features by. Pass them as ``calibration`` when staging the same headband again.
     """
 
     stages: np.ndarray
     probabilities: np.ndarray
     confidence: np.ndarray
     epoch_length: float = EPOCH_SECONDS
+    feature_offsets: np.ndarray | None = None
 
 
 def emission_loglik(model: StagingModel, features: np.ndarray, gain: float, emg_z: np.ndarray | None = None) -> np.ndarray:
@@ -343,32 +348,40 @@ def _offset_update(model: StagingModel, x: np.ndarray, post: np.ndarray, ok=None
                               np.ascontiguousarray(post, dtype=np.float64), model.prototypes, model.spread)
 
 
-def _offsets(model: StagingModel, residual: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """MAP offsets of the noise-sensitive features, shrunk to 0 by :data:`OFFSET_PRIOR_EPOCHS` N2 epochs."""
+def _offset_precision(model: StagingModel) -> np.ndarray:
+    """Precision of the offsets' prior, (n_noise_sensitive,): that of :data:`OFFSET_PRIOR_EPOCHS` N2 epochs."""
+    return OFFSET_PRIOR_EPOCHS / model.spread[2, NOISE_SENSITIVE] ** 2
+
+
+def _offsets(model: StagingModel, residual: np.ndarray, weight: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """MAP offsets of the noise-sensitive features, shrunk to the prior's ``centre`` (n_features,)
+    by :data:`OFFSET_PRIOR_EPOCHS` N2 epochs."""
+    precision = _offset_precision(model)
     out = np.zeros_like(residual)
-    out[NOISE_SENSITIVE] = residual[NOISE_SENSITIVE] / (
-        weight[NOISE_SENSITIVE] + OFFSET_PRIOR_EPOCHS / model.spread[2, NOISE_SENSITIVE] ** 2)
+    out[NOISE_SENSITIVE] = ((residual[NOISE_SENSITIVE] + precision * centre[NOISE_SENSITIVE])
+                            / (weight[NOISE_SENSITIVE] + precision))
     return out
 
 
-def _offset_starts(model: StagingModel, features: np.ndarray, ok: np.ndarray) -> tuple:
-    """Where the offset EM starts: no offsets (the prototypes as they are), and offsets that make
-    the recording's median epoch an N2 one (the commonest stage of a night). From the first alone,
-    a montage whose noise-sensitive features sit far from the prototypes (a consumer headband's
-    frontal and temporal leads, say) can lock into a mode where every epoch but N3 is wake."""
+def _offset_starts(model: StagingModel, features: np.ndarray, ok: np.ndarray, centre: np.ndarray) -> tuple:
+    """Where the offset EM starts: the prior's ``centre`` (no offsets, or a calibration), and
+    offsets that make the recording's median epoch an N2 one (the commonest stage of a night).
+    From the first alone, a montage whose noise-sensitive features sit far from the prototypes (a
+    consumer headband's frontal and temporal leads, say) can lock into a mode where every epoch
+    but N3 is wake."""
     typical_n2 = np.zeros(features.shape[1])
     typical_n2[NOISE_SENSITIVE] = (np.median(features[ok][:, NOISE_SENSITIVE], axis=0)
                                    - model.prototypes[2, NOISE_SENSITIVE])
-    return np.zeros(features.shape[1]), typical_n2
+    return centre.copy(), typical_n2
 
 
 def _offset_em(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z, bank: _GainBank,
-               offset: np.ndarray, *, iterations: int = MAX_EM_ITERATIONS, committed: tuple | None = None,
-               initial: np.ndarray | None = None) -> tuple:
+               offset: np.ndarray, centre: np.ndarray, *, iterations: int = MAX_EM_ITERATIONS,
+               committed: tuple | None = None, initial: np.ndarray | None = None) -> tuple:
     """EM of the feature offsets from ``offset``: the posterior over stages at the mode it reaches,
     shape (T, 5), that mode's log posterior density up to a constant (the best gain hypothesis' HMM
     evidence plus the offsets' log prior), which ranks modes reached from different starts, the
-    offsets and the best gain. At most ``iterations`` steps; ``committed`` adds sufficient
+    offsets and the best gain. ``centre`` (n_features,) is the offsets' prior mean. At most ``iterations`` steps; ``committed`` adds sufficient
     statistics of epochs no longer in ``features`` (:func:`_offset_update`), ``initial`` (5,) is
     the first epoch's stage probabilities (by default the model's)."""
     initial = model.initial if initial is None else initial
@@ -379,37 +392,39 @@ def _offset_em(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z,
         residual, weight = _offset_update(model, features - gain * GAIN_DEPENDENT, post, ok)
         if committed is not None:
             residual, weight = residual + committed[0], weight + committed[1]
-        new = _offsets(model, residual, weight)
+        new = _offsets(model, residual, weight, centre)
         converged = np.abs(new - offset).max() < 1e-3
         offset = new
         if converged:
             break
     post, gain, _ = _bank_posterior(model, features - offset, ok, emg_z, bank, initial)
     x = (features - offset - gain * GAIN_DEPENDENT)[ok]
-    score = _mode_density(model, x, offset, model.transitions, initial, None if emg_z is None else emg_z[ok])
+    score = _mode_density(model, x, offset, centre, model.transitions, initial, None if emg_z is None else emg_z[ok])
     return post, score, offset, gain
 
 
-def _mode_density(model: StagingModel, x: np.ndarray, offset: np.ndarray, trans: np.ndarray,
+def _mode_density(model: StagingModel, x: np.ndarray, offset: np.ndarray, centre: np.ndarray, trans: np.ndarray,
                   prior: np.ndarray, emg_z=None) -> float:
     """Log posterior density of feature offsets, up to a constant: the HMM evidence of the epochs'
     features ``x`` (n, n_features; gain and offsets removed) plus the offsets' log prior (that of
-    :func:`_offsets`); ``prior`` (K,) is the first epoch's stage probabilities."""
+    :func:`_offsets`, mean ``centre``); ``prior`` (K,) is the first epoch's stage probabilities."""
     evidence = sequence_log_evidence(emission_loglik(model, x, 0.0, emg_z), trans, prior)
-    precision = OFFSET_PRIOR_EPOCHS / model.spread[2, NOISE_SENSITIVE] ** 2
-    return evidence - 0.5 * float((precision * offset[NOISE_SENSITIVE] ** 2).sum())
+    shift = offset[NOISE_SENSITIVE] - centre[NOISE_SENSITIVE]
+    return evidence - 0.5 * float((_offset_precision(model) * shift ** 2).sum())
 
 
-def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z) -> np.ndarray:
+def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z,
+                       centre: np.ndarray) -> tuple:
     """Posterior over stages after estimating the recording's gain and feature offsets, shape
-    (T, 5): EM from each of :func:`_offset_starts`, keeping the mode of higher posterior density."""
+    (T, 5), and the offsets (n_features,): EM from each of :func:`_offset_starts`, keeping the
+    mode of higher posterior density. ``centre`` is the offsets' prior mean."""
     bank = _gain_bank(model, features, ok)
-    best_post, best_score = None, -np.inf
-    for start in _offset_starts(model, features, ok):
-        post, score, _, _ = _offset_em(model, features, ok, emg_z, bank, start)
+    best, best_score = None, -np.inf
+    for start in _offset_starts(model, features, ok, centre):
+        post, score, offset, _ = _offset_em(model, features, ok, emg_z, bank, start, centre)
         if score > best_score:
-            best_post, best_score = post, score
-    return best_post
+            best, best_score = (post, offset), score
+    return best
 
 
 def epoch_features(eeg, fs: float) -> tuple:
@@ -457,7 +472,8 @@ def epoch_features(eeg, fs: float) -> tuple:
     return total / np.maximum(usable.sum(axis=0), 1)[:, None], ok
 
 
-def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: StagingModel | None = None) -> StagingResult:
+def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: StagingModel | None = None,
+          calibration=None) -> StagingResult:
     """Stage a whole recording offline (context in both directions).
 
     Parameters
@@ -475,6 +491,11 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: Stagi
         EMG sample rate in Hz; ``fs`` if omitted.
     model : StagingModel, optional
         Parameters (e.g. from ``dreamsync train``); :func:`dsp.model.default_model` if omitted.
+    calibration : array_like, shape (n_features,), optional
+        Feature offsets learnt from an earlier, longer recording of the same headband and montage
+        (its :attr:`StagingResult.feature_offsets`): the prior mean of this recording's offsets,
+        which otherwise is 0 (a scalp montage like the prototypes'). A consumer headband's offsets
+        are many prior SDs from 0, and a recording of an hour or two cannot move them that far.
 
     Returns
     -------
@@ -491,7 +512,8 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: Stagi
     features, ok = epoch_features(eeg, fs)
     n_epochs = len(ok)
     model = default_model() if model is None else model
-    post = _adapted_posterior(model, features, ok, None)
+    centre = _calibration(calibration, features.shape[1])
+    post, offsets = _adapted_posterior(model, features, ok, None, centre)
     if emg is not None:
         emg_fs = fs if emg_fs is None else emg_fs
         _check_rate(emg_fs)
@@ -501,12 +523,24 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: Stagi
             reference = emg_ok & ok & (post[:, 2] + post[:, 3] > 0.5)
             if reference.sum() >= MIN_EMG_REFERENCE_EPOCHS:
                 emg_z = np.where(emg_ok, robust_z(power, power[reference]), 0.0)
-                post = _adapted_posterior(model, features, ok, emg_z)
+                post, offsets = _adapted_posterior(model, features, ok, emg_z, centre)
     stages = post.argmax(axis=1).astype(np.int8)
     confidence = post.max(axis=1)
     stages[~ok] = UNSCORED
     confidence[~ok] = 0.0
-    return StagingResult(stages=stages, probabilities=post, confidence=confidence)
+    return StagingResult(stages=stages, probabilities=post, confidence=confidence, feature_offsets=offsets)
+
+
+def _calibration(calibration, n_features: int) -> np.ndarray:
+    """The offsets' prior mean, (n_features,): ``calibration``'s noise-sensitive entries, or 0."""
+    centre = np.zeros(n_features)
+    if calibration is None:
+        return centre
+    given = np.asarray(calibration, dtype=np.float64)
+    if given.shape != (n_features,) or not np.all(np.isfinite(given)):
+        raise ValueError(f"calibration must be {n_features} finite feature offsets, got shape {given.shape}")
+    centre[NOISE_SENSITIVE] = given[NOISE_SENSITIVE]
+    return centre
 
 
 @dataclass(frozen=True)
@@ -565,9 +599,13 @@ class LiveStager:
         Number of EMG channels in each pushed ``emg`` block (0 = none), by default 0.
     model : StagingModel, optional
         Parameters; :func:`dsp.model.default_model` if omitted.
+    calibration : array_like, shape (n_features,), optional
+        Feature offsets of an earlier recording of the same headband (see :func:`stage`): the
+        offsets start there, and are shrunk towards them rather than towards 0.
     """
 
-    def __init__(self, fs: float, n_eeg: int = 1, n_emg: int = 0, model: StagingModel | None = None):
+    def __init__(self, fs: float, n_eeg: int = 1, n_emg: int = 0, model: StagingModel | None = None,
+                 calibration=None):
         _check_rate(fs)
         self.model = default_model() if model is None else model
         self.fs = float(fs)
@@ -577,7 +615,8 @@ class LiveStager:
         self._buffer = np.empty((n_eeg + n_emg, self._n_per))
         self._filled = 0
         n_features, size = len(EEG_FEATURES), OFFSET_WINDOW_EPOCHS
-        self._offset = np.zeros(n_features)
+        self._centre = _calibration(calibration, n_features)
+        self._offset = self._centre.copy()
         self._gain = 0.0  # the best gain hypothesis of the last pass (log10 uV^2)
         # the offsets' evidence from epochs that left the window
         self._committed = (np.zeros(n_features), np.zeros(n_features))
@@ -625,6 +664,11 @@ class LiveStager:
                 out.append(self._stage_epoch(*self._working_epoch(), *self._check_epoch(self._buffer)))
                 self._filled = 0
         return out
+
+    @property
+    def feature_offsets(self) -> np.ndarray:
+        """The feature offsets the stager has settled on so far, (n_features,) (see :func:`stage`)."""
+        return self._offset.copy()
 
     def push_gap(self, n: int) -> list:
         """Account for ``n`` lost samples: they count as missing, never as data."""
@@ -686,8 +730,8 @@ class LiveStager:
         posterior of every window epoch (T, 5), and the stage probabilities of the last (5,)."""
         bank = _gain_bank(self.model, features, ok)
         best = None
-        for start in (self._offset, _offset_starts(self.model, features, ok)[1]):
-            result = _offset_em(self.model, features, ok, None, bank, start, iterations=1,
+        for start in (self._offset, _offset_starts(self.model, features, ok, self._centre)[1]):
+            result = _offset_em(self.model, features, ok, None, bank, start, self._centre, iterations=1,
                                 committed=self._committed, initial=self._window_prior)
             if best is None or result[1] > best[1]:
                 best = result

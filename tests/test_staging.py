@@ -11,7 +11,8 @@ import pytest
 
 from dsp.errors import SignalError
 from dsp.stages import STAGES, from_labels, to_labels
-from dsp.staging import LiveStager, stage
+from dsp.features import EEG_FEATURES, GAIN_DEPENDENT
+from dsp.staging import NOISE_SENSITIVE, LiveStager, stage
 from firmware_sim.headband import SimulatedHeadband
 from firmware_sim.hypnogram import STAGES as SIM_STAGES
 
@@ -47,6 +48,42 @@ def test_a_nap_whose_features_sit_far_from_the_prototypes_is_not_called_sleep_on
     assert (truth == 2).sum() >= 20 and not (truth == 4).any()
     assert not (result.stages == 4).any()
     assert (result.stages == truth).mean() >= 0.9
+
+
+def _eeg(band, data):
+    return data[[i for i, kind in enumerate(band.kinds) if kind == "EEG"]]
+
+
+def test_a_consumer_headbands_nap_is_staged_with_the_calibration_of_an_earlier_night():
+    """A 2-h Muse S nap: its dry frontal and temporal leads shift the noise-sensitive features
+    many prior SDs from a scalp montage's, more than 2 h of data can move the offsets. The offsets
+    a 3-h night of the same headband settled on, as the prior's centre, stage it offline and live."""
+    earlier = SimulatedHeadband("muse-s", hours=3, seed=21)
+    calibration = stage(_eeg(earlier, earlier.read_all()), earlier.fs).feature_offsets
+    assert calibration.shape == (len(EEG_FEATURES),)
+    assert np.all(calibration[GAIN_DEPENDENT != 0] == 0) and calibration[NOISE_SENSITIVE].max() > 0.2
+    band = SimulatedHeadband("muse-s", hours=2, seed=6)
+    eeg = _eeg(band, band.read_all())
+    truth = np.asarray(band.hypnogram)
+    offline = stage(eeg, band.fs, calibration=calibration).stages
+    assert (offline == truth[: len(offline)]).mean() >= 0.9
+    assert (offline[truth[: len(offline)] == 2] == 2).mean() >= 0.9
+    stager = LiveStager(band.fs, n_eeg=eeg.shape[0], calibration=calibration)
+    np.testing.assert_array_equal(stager.feature_offsets[NOISE_SENSITIVE], calibration[NOISE_SENSITIVE])
+    step = int(band.fs)
+    live = np.array([e.stage for i in range(0, eeg.shape[1], step) for e in stager.push(eeg[:, i:i + step])])
+    assert (live == truth[: len(live)]).mean() >= 0.9
+
+
+def test_no_calibration_is_a_calibration_of_zero_offsets(night):
+    band, data = night
+    plain = stage(data[:2], band.fs)
+    zero = stage(data[:2], band.fs, calibration=np.zeros(len(EEG_FEATURES)))
+    np.testing.assert_array_equal(plain.probabilities, zero.probabilities)
+    assert np.all(plain.feature_offsets[GAIN_DEPENDENT != 0] == 0)
+    for bad in (np.zeros(3), np.full(len(EEG_FEATURES), np.nan)):
+        with pytest.raises(ValueError, match="calibration"):
+            stage(data[:2], band.fs, calibration=bad)
 
 
 def test_amplitude_scaling_changes_at_most_five_percent_of_epochs(night):
