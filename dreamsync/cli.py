@@ -172,6 +172,7 @@ def _build_parser() -> argparse.ArgumentParser:
                "  dreamsync live --device sim --speed 60            # a simulated night, 60x real time\n"
                "  dreamsync live --device sim --speed max --duration 8h --no-record\n"
                "  dreamsync live --device muse-s --out night.edf --lsl   # and an LSL stream for LabRecorder\n"
+               "  dreamsync live --device muse-s --calibration last-night.json   # adapted from the start\n"
                "  dreamsync live --device cyton --plain --json > epochs.jsonl\n\n"
                "exit codes: 0 ok (also after Ctrl-C), 1 internal error, 2 bad input, 3 device problem",
     )
@@ -184,6 +185,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated night (default: 0)")
     p.add_argument("--authorized", default=None,
                    help="JSON file of the adjustments the sleeper consented to (see 'dreamsync detect --help')")
+    p.add_argument("--calibration", default=None, metavar="STAGED.json",
+                   help="a 'dreamsync stage' JSON of an earlier night of the same headband: staging starts adapted to "
+                        "its electrodes (consumer headbands: a nap or the first hours of a night need it)")
     p.add_argument("--out", default=None,
                    help="EDF+ file to record to (default: recordings/live-DATE-TIME.edf)")
     p.add_argument("--no-record", action="store_true", help="do not record the night")
@@ -237,6 +241,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=parse_speed, default=0.0, help="pace relative to real time, or 'max' (default)")
     p.add_argument("--authorized", default=None,
                    help="JSON file of the adjustments the sleeper consented to (see 'dreamsync detect --help')")
+    p.add_argument("--calibration", default=None, metavar="STAGED.json",
+                   help="a 'dreamsync stage' JSON of an earlier night of the same headband: staging starts adapted to "
+                        "its electrodes (consumer headbands: a nap or the first hours of a night need it)")
     p.add_argument("--json", action="store_true",
                    help="print JSON lines: one object per epoch, alarm and the summary")
     p.add_argument("--lsl", nargs="?", const="", default=None, metavar="NAME",
@@ -319,6 +326,7 @@ def _build_parser() -> argparse.ArgumentParser:
                "  dreamsync stage night.edf --out hypnogram.json\n"
                "  dreamsync stage SC4001E0-PSG.edf --channel 'EEG Fpz-Cz' --out SC4001.json\n"
                "  dreamsync stage night.edf --model my-lab.model.json --out hypnogram.json\n"
+               "  dreamsync stage nap.edf --calibration last-night.json --out nap.json   # same headband\n"
                "  dreamsync stage data/cohort --out-dir staged --workers 8\n"
                "  dreamsync stage 'data/**/*-PSG.edf' --out-dir staged --scheduler tcp://10.0.0.5:8786\n\n"
                + _COHORT_EXIT,
@@ -332,6 +340,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="staging model from 'dreamsync train' (default: the built-in model, which needs no "
                         "training data)")
+    p.add_argument("--calibration", default=None, metavar="STAGED.json",
+                   help="a 'dreamsync stage' JSON of an earlier night of the same headband: staging starts adapted to "
+                        "its electrodes (consumer headbands: a nap or the first hours of a night need it)")
     _cohort_options(p)
     p.add_argument("--quiet", action="store_true", help="print nothing on success when --out is given")
 
@@ -563,6 +574,7 @@ def _cmd_live(args) -> int:
     import pathlib
 
     windows = _read_authorized(args.authorized, dt.datetime.now()) if args.authorized else []
+    calibration = _read_calibration(args.calibration) if args.calibration else None
     out = None
     if not args.no_record:
         out = pathlib.Path(args.out or f"recordings/live-{dt.datetime.now():%Y%m%d-%H%M%S}.edf")
@@ -596,7 +608,8 @@ def _cmd_live(args) -> int:
             recorder = EdfRecorder(out, device.channels, device.kinds, device.fs)
         try:
             _stage_stream(device, args.quiet, duration=args.duration, authorized=windows, recorder=recorder,
-                          view=tui, speed=args.speed, as_json=args.json, capture=capture, audit=audit, lsl=outlet)
+                          view=tui, speed=args.speed, as_json=args.json, capture=capture, audit=audit, lsl=outlet,
+                          calibration=calibration)
         finally:
             if outlet is not None:
                 outlet.close()
@@ -614,7 +627,8 @@ def _cmd_live(args) -> int:
 
 
 def _stage_stream(device, quiet: bool, duration=None, authorized=(), recorder=None, view: bool = False,
-                  speed: float = 1.0, as_json: bool = False, capture=None, audit=None, lsl=None) -> None:
+                  speed: float = 1.0, as_json: bool = False, capture=None, audit=None, lsl=None,
+                  calibration=None) -> None:
     """Stage an opened device epoch by epoch until it ends or Ctrl-C, then print the summary.
 
     Each epoch is a line (or JSON object), and an alarm line as soon as an adjustment is flagged; with
@@ -622,7 +636,8 @@ def _stage_stream(device, quiet: bool, duration=None, authorized=(), recorder=No
     ``ingest.recorder.EdfRecorder``) receives every block and the alarms as annotations, and is
     written when the stream ends, also after Ctrl-C or an error. ``audit`` (a
     :class:`dreamsync.audit.LiveAudit`) raises the DreamSync audit's alarms after every epoch. ``lsl`` (a
-    :class:`dreamsync.lsl.LslOutlet`) receives every block too.
+    :class:`dreamsync.lsl.LslOutlet`) receives every block too. ``calibration``: feature offsets
+    of an earlier night of the headband (:func:`dreamsync.calibration.read_calibration`).
     """
     import datetime as dt
 
@@ -675,7 +690,8 @@ def _stage_stream(device, quiet: bool, duration=None, authorized=(), recorder=No
             screen.on_block(b)
 
     session = LiveSession(device, on_epoch=show, duration=duration, on_adjustment=alarm, authorized=authorized,
-                          on_block=block if recorder is not None or screen is not None or lsl is not None else None)
+                          on_block=block if recorder is not None or screen is not None or lsl is not None else None,
+                          calibration=calibration)
     previous = signal.signal(signal.SIGINT, lambda *_: session.stop())
     recorded = None
     try:
@@ -811,9 +827,10 @@ def _cmd_replay(args) -> int:
 
             start = read_edf(args.input).start
         windows = _read_authorized(args.authorized, start)
+    calibration = _read_calibration(args.calibration) if args.calibration else None
     with open_recording(args.input, speed=args.speed) as device:
         if args.lsl is None:
-            _stage_stream(device, args.quiet, authorized=windows, as_json=args.json)
+            _stage_stream(device, args.quiet, authorized=windows, as_json=args.json, calibration=calibration)
             return EXIT_OK
         from .lsl import LslOutlet, LslUnavailable
 
@@ -825,7 +842,8 @@ def _cmd_replay(args) -> int:
             if not args.quiet and not args.json:
                 print(f"dreamsync: streaming to LSL as {outlet.name!r} (type EEG, {len(outlet.channels)} channels "
                       f"at {outlet.fs:g} Hz, source_id {outlet.source_id!r})", file=sys.stderr, flush=True)
-            _stage_stream(outlet.tee(device), args.quiet, authorized=windows, as_json=args.json)
+            _stage_stream(outlet.tee(device), args.quiet, authorized=windows, as_json=args.json,
+                          calibration=calibration)
     return EXIT_OK
 
 
@@ -962,10 +980,12 @@ def _cmd_stage(args) -> int:
     from .pipeline import stage_file
 
     if _is_cohort(args):
-        return _cmd_cohort(args, "stage", {"channel": args.channel, "model": args.model})
+        return _cmd_cohort(args, "stage", {"channel": args.channel, "model": args.model,
+                                           "calibration": args.calibration})
     args.input = args.input[0]
     model = _load_model(args.model) if args.model else None
-    staged = stage_file(args.input, channel=args.channel, model=model,
+    calibration = _read_calibration(args.calibration) if args.calibration else None
+    staged = stage_file(args.input, channel=args.channel, model=model, calibration=calibration,
                         progress=None if args.quiet else _share_progress(f"staging {args.input}"))
     doc = staged.to_json()
     if args.out is None:
@@ -1077,6 +1097,8 @@ def _cmd_cohort(args, kind: str, options: dict) -> int:
         raise InputProblem("--out is for one recording; a cohort writes into --out-dir")
     if options.get("model"):
         _load_model(options["model"])  # a bad model is one error now, not one per recording
+    if options.get("calibration"):
+        _read_calibration(options["calibration"])
     if options.get("authorized"):
         _read_authorized(options["authorized"], dt.datetime.now())
     progress = None if args.quiet else (lambda line: print(f"dreamsync: {line}", file=sys.stderr, flush=True))
@@ -1137,6 +1159,15 @@ def _load_model(path: str):
         return load_model(path)
     except OSError as err:
         raise InputProblem(f"{path}: {(err.strerror or str(err)).lower()}") from None
+    except ValueError as err:
+        raise InputProblem(str(err)) from None
+
+
+def _read_calibration(path: str):
+    from .calibration import read_calibration
+
+    try:
+        return read_calibration(path)
     except ValueError as err:
         raise InputProblem(str(err)) from None
 

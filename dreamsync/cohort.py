@@ -129,7 +129,8 @@ def _staging_row(stages_json: list, statistics: dict, confidence: list | None) -
 def stage_task(path: str, options: dict) -> tuple:
     """``dreamsync stage`` of one recording: the hypnogram JSON and its summary columns.
 
-    ``options``: ``channel`` (str or None), ``model`` (path of a model file or None).
+    ``options``: ``channel`` (str or None), ``model`` (path of a model file or None),
+    ``calibration`` (path of a calibration, :mod:`dreamsync.calibration`, or None).
     """
     from .pipeline import stage_file
 
@@ -138,7 +139,12 @@ def stage_task(path: str, options: dict) -> tuple:
         from dsp.model import load_model
 
         model = load_model(options["model"])
-    staged = stage_file(path, channel=options.get("channel"), model=model)
+    calibration = None
+    if options.get("calibration"):
+        from .calibration import read_calibration
+
+        calibration = read_calibration(options["calibration"])
+    staged = stage_file(path, channel=options.get("channel"), model=model, calibration=calibration)
     doc = staged.to_json()
     row = _staging_row(doc["stages"], doc["statistics"], doc["confidence"])
     row["duration_h"] = len(doc["stages"]) * doc["epoch_length"] / 3600

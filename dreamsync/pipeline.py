@@ -262,11 +262,14 @@ class LiveSession:
     on_block : callable, optional
         Called with each :class:`ingest.stream.SampleBlock` (cut at ``duration``) before it is
         staged: to record it, show its quality or forward it.
+    calibration : ndarray, shape (n_features,), optional
+        Feature offsets from an earlier night of the same headband
+        (:func:`dreamsync.calibration.read_calibration`): the stager starts adapted to it.
     """
 
     def __init__(self, device, on_epoch: Callable[[LiveEpoch], None] | None = None, duration: float | None = None,
                  on_adjustment: Callable | None = None, authorized=(), detect: bool = True,
-                 on_block: Callable | None = None):
+                 on_block: Callable | None = None, calibration=None):
         from dsp.staging import LiveStager
 
         self.device = device
@@ -279,7 +282,7 @@ class LiveSession:
         self._emg = [i for i, k in enumerate(device.kinds) if k == "EMG"][:1]
         self.summary = LiveSummary(eeg_channel=", ".join(device.channels[i] for i in self._eeg),
                                    emg_channel=device.channels[self._emg[0]] if self._emg else None)
-        self._stager = LiveStager(device.fs, n_eeg=len(self._eeg), n_emg=len(self._emg))
+        self._stager = LiveStager(device.fs, n_eeg=len(self._eeg), n_emg=len(self._emg), calibration=calibration)
         self._limit = None if duration is None else int(round(duration * device.fs))
         self._start: dt.datetime | None = None
         self._electrodes = [i for i, k in enumerate(device.kinds) if k in ("EEG", "EOG", "EMG")]
@@ -598,10 +601,14 @@ class StagedRecording:
     emg_channel: str | None
 
     def to_json(self) -> dict:
-        """The ``stage`` output contract: epoch_length, start, stages, confidence (+ provenance, statistics)."""
+        """The ``stage`` output contract: epoch_length, start, stages, confidence (+ provenance,
+        statistics and the calibration for the headband's next recording)."""
         from dsp.statistics import sleep_statistics
 
+        from .calibration import CALIBRATION_KEY, calibration_json
+
         r = self.result
+        extra = {} if r.feature_offsets is None else {CALIBRATION_KEY: calibration_json(r.feature_offsets)}
         return {
             "epoch_length": float(r.epoch_length),
             "start": self.start.isoformat() if self.start else None,
@@ -610,6 +617,7 @@ class StagedRecording:
             "channels": {"eeg": list(self.eeg_channels), "emg": self.emg_channel},
             "hypnodensity": {name: [round(float(p), 4) for p in r.probabilities[:, k]] for k, name in enumerate(STAGES)},
             "statistics": sleep_statistics(r.stages, r.epoch_length),
+            **extra,
         }
 
 
@@ -694,7 +702,7 @@ class _ProgressReader:
         return self._reader.__array__(*args, **kwargs)
 
 
-def stage_file(path: str, *, channel: str | None = None, model=None,
+def stage_file(path: str, *, channel: str | None = None, model=None, calibration=None,
                progress: Callable[[float], None] | None = None) -> StagedRecording:
     """Stage an EDF/EDF+/BDF recording offline.
 
@@ -708,6 +716,9 @@ def stage_file(path: str, *, channel: str | None = None, model=None,
         when the file has one.
     model : dsp.model.StagingModel, optional
         Staging parameters, e.g. from ``dreamsync train``; the default model if omitted.
+    calibration : ndarray, shape (n_features,), optional
+        Feature offsets from an earlier night of the same headband
+        (:func:`dreamsync.calibration.read_calibration`; see :func:`dsp.staging.stage`).
     progress : callable, optional
         Called with the share (0..1) of the EEG read and analysed so far, as the stager goes.
 
@@ -748,7 +759,8 @@ def stage_file(path: str, *, channel: str | None = None, model=None,
         reader = rec.reader(eeg) if progress is None else _ProgressReader(rec.reader(eeg), progress)
         result = stage(reader, rec.signals[eeg[0]].fs,
                        emg=rec.reader([emg]) if emg is not None else None,
-                       emg_fs=rec.signals[emg].fs if emg is not None else None, model=model)
+                       emg_fs=rec.signals[emg].fs if emg is not None else None, model=model,
+                       calibration=calibration)
     except SignalError as err:
         raise SignalError(f"{path}: channels {', '.join(labels[i] for i in eeg)}: {err}") from None
     finally:

@@ -49,6 +49,23 @@ def test_simulate_then_stage_gives_a_hypnogram_of_the_right_length(simulated, tm
     assert stats["TST"] == 0.5 * sum(s in ("N1", "N2", "N3", "REM") for s in doc["stages"])
 
 
+def test_a_staged_night_calibrates_the_next_staging_and_a_bad_calibration_is_one_line(simulated, tmp_path):
+    edf, _ = simulated
+    first = tmp_path / "first.json"
+    assert run_cli("stage", edf, "--out", first, "--quiet").returncode == 0
+    offsets = json.loads(first.read_text())["calibration"]["feature_offsets"]
+    assert len(offsets) == 7 and all(isinstance(v, float) for v in offsets.values())
+    second = tmp_path / "second.json"
+    res = run_cli("stage", edf, "--calibration", first, "--out", second, "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert len(json.loads(second.read_text())["stages"]) == 60
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"calibration": {"feature_offsets": {"beta_share": 0.3}}}))
+    for bad, fragment in ((edf, "not a JSON file"), (partial, "lacks the offsets"), (tmp_path / "no.json", "no such file")):
+        _assert_one_clear_line(run_cli("stage", edf, "--calibration", bad), 2, fragment)
+    _assert_one_clear_line(run_cli("replay", edf, "--calibration", partial), 2, "lacks the offsets")
+
+
 def test_simulated_edf_carries_the_true_hypnogram(simulated):
     from ingest.edf import read_edf
 
