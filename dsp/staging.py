@@ -63,6 +63,8 @@ NOISE_SENSITIVE = np.array([EEG_FEATURES.index(name) for name in ("beta_share", 
 #: Prior weight of "no offset", in N2 epochs: a short recording moves its offsets less.
 OFFSET_PRIOR_EPOCHS = 50.0
 MAX_EM_ITERATIONS = 20
+#: EM has converged when no offset moves by more than this in a step (log10 units; entropy 0..1).
+EM_TOLERANCE = 1e-3
 #: Gain hypotheses whose evidence falls this far (nats) below the best one's in the first EM pass
 #: are dropped from the later passes: they weigh under 1e-15 in the mixture unless the feature
 #: offsets moved the evidence by over 160 nats, and offsets shrunk towards 0 move it by far less.
@@ -377,13 +379,17 @@ def _offset_starts(model: StagingModel, features: np.ndarray, ok: np.ndarray, ce
 
 def _offset_em(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z, bank: _GainBank,
                offset: np.ndarray, centre: np.ndarray, *, iterations: int = MAX_EM_ITERATIONS,
-               committed: tuple | None = None, initial: np.ndarray | None = None) -> tuple:
+               committed: tuple | None = None, initial: np.ndarray | None = None,
+               known: np.ndarray | None = None) -> tuple | None:
     """EM of the feature offsets from ``offset``: the posterior over stages at the mode it reaches,
     shape (T, 5), that mode's log posterior density up to a constant (the best gain hypothesis' HMM
     evidence plus the offsets' log prior), which ranks modes reached from different starts, the
-    offsets and the best gain. ``centre`` (n_features,) is the offsets' prior mean. At most ``iterations`` steps; ``committed`` adds sufficient
-    statistics of epochs no longer in ``features`` (:func:`_offset_update`), ``initial`` (5,) is
-    the first epoch's stage probabilities (by default the model's)."""
+    offsets and the best gain. ``centre`` (n_features,) is the offsets' prior mean. At most
+    ``iterations`` steps; ``committed`` adds sufficient statistics of epochs no longer in
+    ``features`` (:func:`_offset_update`), ``initial`` (5,) is the first epoch's stage
+    probabilities (by default the model's). ``known`` (n_features,): the offsets of a mode found
+    already; None is returned as soon as an iterate comes within the convergence tolerance of it
+    (the same mode: nothing new to rank)."""
     initial = model.initial if initial is None else initial
     for iteration in range(iterations):
         post, gain, log_evidence = _bank_posterior(model, features - offset, ok, emg_z, bank, initial)
@@ -393,7 +399,9 @@ def _offset_em(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z,
         if committed is not None:
             residual, weight = residual + committed[0], weight + committed[1]
         new = _offsets(model, residual, weight, centre)
-        converged = np.abs(new - offset).max() < 1e-3
+        if known is not None and np.abs(new - known).max() < EM_TOLERANCE:
+            return None
+        converged = np.abs(new - offset).max() < EM_TOLERANCE
         offset = new
         if converged:
             break
@@ -419,12 +427,12 @@ def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray
     (T, 5), and the offsets (n_features,): EM from each of :func:`_offset_starts`, keeping the
     mode of higher posterior density. ``centre`` is the offsets' prior mean."""
     bank = _gain_bank(model, features, ok)
-    best, best_score = None, -np.inf
-    for start in _offset_starts(model, features, ok, centre):
-        post, score, offset, _ = _offset_em(model, features, ok, emg_z, bank, start, centre)
-        if score > best_score:
-            best, best_score = (post, offset), score
-    return best
+    first, second = _offset_starts(model, features, ok, centre)
+    post, score, offset, _ = _offset_em(model, features, ok, emg_z, bank, first, centre)
+    other = _offset_em(model, features, ok, emg_z, bank, second, centre, known=offset)
+    if other is not None and other[1] > score:
+        return other[0], other[2]
+    return post, offset
 
 
 def epoch_features(eeg, fs: float) -> tuple:
