@@ -8,7 +8,13 @@ wrong mode shows up here as a night staged all wake); they are not accuracy on p
 
 Live: first-given stages of ``dsp.staging.LiveStager`` fed 1-s blocks, as a headband delivers them.
 
+With ``--calibrate HOURS``, each profile's nights are staged (offline and live) with the calibration
+(``StagingResult.feature_offsets``) of another night of that profile, HOURS long (seed
+:data:`CALIBRATION_SEED`), staged offline first: as a user would, from an earlier night of the same
+headband.
+
 Usage: python benchmarks/staging_simulated.py [--profiles sim muse-s] [--hours 0.5 2 8 12] [--seed 4 6 2 3] [--live]
+       [--calibrate 3]
 """
 
 from __future__ import annotations
@@ -20,22 +26,42 @@ import numpy as np
 PROFILES = ("sim", "cyton", "cyton-daisy", "ganglion", "muse-2", "muse-s")
 HOURS = (0.5, 2.0, 8.0, 12.0)
 SEEDS = (4, 6, 2, 3)  # one per length, so each length is a different night
+#: Seed of the earlier night a profile is calibrated on (``--calibrate``): none of the nights staged.
+CALIBRATION_SEED = 99
 
 
-def staged_night(profile: str, hours: float, seed: int, live: bool) -> dict:
-    """Offline (and live) stages of one simulated night against its truth: accuracies, epochs."""
+def _channels(band) -> tuple:
+    """The first two EEG channels and the first chin EMG channel (if any), as ``dreamsync stage`` uses them."""
+    eeg = [i for i, kind in enumerate(band.kinds) if kind == "EEG"][:2]
+    emg = [i for i, kind in enumerate(band.kinds) if kind == "EMG"][:1]
+    return eeg, emg
+
+
+def calibration_of(profile: str, hours: float):
+    """The feature offsets offline staging settles on for a night of ``profile`` (seed :data:`CALIBRATION_SEED`)."""
+    from dsp.staging import stage
+    from firmware_sim.headband import SimulatedHeadband
+
+    band = SimulatedHeadband(profile, hours=hours, seed=CALIBRATION_SEED)
+    data = band.read_all()
+    eeg, emg = _channels(band)
+    return stage(data[eeg], band.fs, emg=data[emg[0]] if emg else None).feature_offsets
+
+
+def staged_night(profile: str, hours: float, seed: int, live: bool, calibration=None) -> dict:
+    """Offline (and live) stages of one simulated night against its truth: accuracies, epochs.
+    ``calibration``: feature offsets of an earlier night of the profile (or None)."""
     from dsp.staging import LiveStager, stage
     from firmware_sim.headband import SimulatedHeadband
 
     band = SimulatedHeadband(profile, hours=hours, seed=seed)
     data = band.read_all()
-    eeg = [i for i, kind in enumerate(band.kinds) if kind == "EEG"][:2]
-    emg = [i for i, kind in enumerate(band.kinds) if kind == "EMG"][:1]
+    eeg, emg = _channels(band)
     truth = np.asarray(band.hypnogram)
-    offline = stage(data[eeg], band.fs, emg=data[emg[0]] if emg else None).stages
+    offline = stage(data[eeg], band.fs, emg=data[emg[0]] if emg else None, calibration=calibration).stages
     row = {"epochs": len(offline), "offline": float(np.mean(offline == truth[: len(offline)]))}
     if live:
-        stager = LiveStager(band.fs, n_eeg=len(eeg), n_emg=len(emg))
+        stager = LiveStager(band.fs, n_eeg=len(eeg), n_emg=len(emg), calibration=calibration)
         step = int(round(band.fs))
         given = []
         for i in range(0, data.shape[1], step):
@@ -53,17 +79,22 @@ def main() -> int:
     parser.add_argument("--seed", nargs="+", type=int, default=list(SEEDS),
                         help="one seed per length (default: 4 6 2 3)")
     parser.add_argument("--live", action="store_true", help="also stage live, 1-s blocks")
+    parser.add_argument("--calibrate", type=float, default=None, metavar="HOURS",
+                        help="stage with the calibration of another night of each profile, HOURS long")
     args = parser.parse_args()
     if len(args.seed) != len(args.hours):
         parser.error("give one --seed per --hours")
 
     print("data: simulated nights (firmware_sim), first two EEG channels + chin EMG where present; "
-          "agreement with the simulator's truth: a wiring check, not accuracy on people")
+          "agreement with the simulator's truth: a wiring check, not accuracy on people"
+          + (f"; each profile calibrated on a {args.calibrate:g}-h night (seed {CALIBRATION_SEED})"
+             if args.calibrate else ""))
     print(f"{'profile':<12}{'hours':>6}{'seed':>6}{'epochs':>8}{'offline':>9}" + ("     live  live/offline" if args.live else ""))
     rows = []
     for profile in args.profiles:
+        calibration = calibration_of(profile, args.calibrate) if args.calibrate else None
         for hours, seed in zip(args.hours, args.seed):
-            row = staged_night(profile, hours, seed, args.live)
+            row = staged_night(profile, hours, seed, args.live, calibration)
             rows.append(row)
             line = f"{profile:<12}{hours:>6g}{seed:>6}{row['epochs']:>8}{row['offline']:>9.3f}"
             if args.live:
