@@ -84,6 +84,12 @@ def _device_options(p, default: str) -> None:
                       help="rogue firmware: covert, ignore-optout, erase-log, rewrite-log (comma-separated)")
 
 
+def _calibration_option(p) -> None:
+    p.add_argument("--calibration", default=None, metavar="STAGED.json",
+                   help="a 'dreamsync stage' JSON of an earlier night of the same headband: staging starts adapted to "
+                        "its electrodes (consumer headbands: a nap or the first hours of a night need it)")
+
+
 def _band_scenario(args):
     """The emulated DreamSync band's scenario from the command line; bad values are bad input."""
     from .band import BandScenario, parse_optout, parse_plan, parse_rogue
@@ -185,9 +191,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated night (default: 0)")
     p.add_argument("--authorized", default=None,
                    help="JSON file of the adjustments the sleeper consented to (see 'dreamsync detect --help')")
-    p.add_argument("--calibration", default=None, metavar="STAGED.json",
-                   help="a 'dreamsync stage' JSON of an earlier night of the same headband: staging starts adapted to "
-                        "its electrodes (consumer headbands: a nap or the first hours of a night need it)")
+    _calibration_option(p)
     p.add_argument("--out", default=None,
                    help="EDF+ file to record to (default: recordings/live-DATE-TIME.edf)")
     p.add_argument("--no-record", action="store_true", help="do not record the night")
@@ -241,9 +245,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=parse_speed, default=0.0, help="pace relative to real time, or 'max' (default)")
     p.add_argument("--authorized", default=None,
                    help="JSON file of the adjustments the sleeper consented to (see 'dreamsync detect --help')")
-    p.add_argument("--calibration", default=None, metavar="STAGED.json",
-                   help="a 'dreamsync stage' JSON of an earlier night of the same headband: staging starts adapted to "
-                        "its electrodes (consumer headbands: a nap or the first hours of a night need it)")
+    _calibration_option(p)
     p.add_argument("--json", action="store_true",
                    help="print JSON lines: one object per epoch, alarm and the summary")
     p.add_argument("--lsl", nargs="?", const="", default=None, metavar="NAME",
@@ -340,9 +342,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="staging model from 'dreamsync train' (default: the built-in model, which needs no "
                         "training data)")
-    p.add_argument("--calibration", default=None, metavar="STAGED.json",
-                   help="a 'dreamsync stage' JSON of an earlier night of the same headband: staging starts adapted to "
-                        "its electrodes (consumer headbands: a nap or the first hours of a night need it)")
+    _calibration_option(p)
     _cohort_options(p)
     p.add_argument("--quiet", action="store_true", help="print nothing on success when --out is given")
 
@@ -574,7 +574,7 @@ def _cmd_live(args) -> int:
     import pathlib
 
     windows = _read_authorized(args.authorized, dt.datetime.now()) if args.authorized else []
-    calibration = _read_calibration(args.calibration) if args.calibration else None
+    calibration = _read_calibration(args.calibration)
     out = None
     if not args.no_record:
         out = pathlib.Path(args.out or f"recordings/live-{dt.datetime.now():%Y%m%d-%H%M%S}.edf")
@@ -827,7 +827,7 @@ def _cmd_replay(args) -> int:
 
             start = read_edf(args.input).start
         windows = _read_authorized(args.authorized, start)
-    calibration = _read_calibration(args.calibration) if args.calibration else None
+    calibration = _read_calibration(args.calibration)
     with open_recording(args.input, speed=args.speed) as device:
         if args.lsl is None:
             _stage_stream(device, args.quiet, authorized=windows, as_json=args.json, calibration=calibration)
@@ -984,7 +984,7 @@ def _cmd_stage(args) -> int:
                                            "calibration": args.calibration})
     args.input = args.input[0]
     model = _load_model(args.model) if args.model else None
-    calibration = _read_calibration(args.calibration) if args.calibration else None
+    calibration = _read_calibration(args.calibration)
     staged = stage_file(args.input, channel=args.channel, model=model, calibration=calibration,
                         progress=None if args.quiet else _share_progress(f"staging {args.input}"))
     doc = staged.to_json()
@@ -1097,8 +1097,7 @@ def _cmd_cohort(args, kind: str, options: dict) -> int:
         raise InputProblem("--out is for one recording; a cohort writes into --out-dir")
     if options.get("model"):
         _load_model(options["model"])  # a bad model is one error now, not one per recording
-    if options.get("calibration"):
-        _read_calibration(options["calibration"])
+    _read_calibration(options.get("calibration"))
     if options.get("authorized"):
         _read_authorized(options["authorized"], dt.datetime.now())
     progress = None if args.quiet else (lambda line: print(f"dreamsync: {line}", file=sys.stderr, flush=True))
@@ -1163,9 +1162,12 @@ def _load_model(path: str):
         raise InputProblem(str(err)) from None
 
 
-def _read_calibration(path: str):
+def _read_calibration(path: str | None):
+    """The feature offsets of a ``--calibration`` file (None without one); a bad file is bad input."""
     from .calibration import read_calibration
 
+    if path is None:
+        return None
     try:
         return read_calibration(path)
     except ValueError as err:

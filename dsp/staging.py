@@ -21,7 +21,8 @@ Adaptation
     matters. Scaling the signal by any factor shifts the delta power and the grid alike, so
     staging is amplitude invariant. A headband's noise floor and filters shift
     the beta share, slope and entropy in every stage alike: those get per-recording offsets,
-    estimated by EM and shrunk towards zero for short recordings. EM starts twice, from no
+    estimated by EM and shrunk towards zero for short recordings (or towards a ``calibration``,
+    the offsets an earlier night of the same headband settled on). EM starts twice, from no
     offsets and from "the median epoch is N2", and the mode of higher posterior density wins
     (live: one EM step per epoch over the last 8 h, see :class:`LiveStager`).
 
