@@ -4,8 +4,8 @@ A consumer headband (dry electrodes at the forehead and behind the ears) shifts 
 noise-sensitive features (beta share, spectral slope, permutation entropy) far from a scalp
 montage's. Offline staging of a whole night estimates those shifts; a short recording, or the first
 hours of a live night, cannot (the offsets' prior holds them near 0). ``dreamsync stage`` writes the
-offsets it settled on into its JSON (``"calibration"``); ``--calibration`` on ``stage``, ``live`` and
-``replay`` makes them the prior's centre for the same headband's next recording.
+offsets it settled on into its JSON (``"calibration"``); ``--calibration`` on ``stage``, ``live``,
+``replay`` and ``report`` makes them the prior's centre for the same headband's next recording.
 """
 
 from __future__ import annotations

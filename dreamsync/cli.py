@@ -396,6 +396,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", default=None,
                    help="EEG channel(s) to stage from, comma-separated (default: as 'dreamsync stage' picks); "
                         "the first is the spectrogram's")
+    _calibration_option(p)
     _cohort_options(p)
     p.add_argument("--quiet", action="store_true", help="print nothing on success")
 
@@ -1057,7 +1058,8 @@ def _cmd_report(args) -> int:
     if _is_cohort(args):
         if args.png is not None:
             raise InputProblem("--png is for one recording; a cohort's pages have their figures inside")
-        return _cmd_cohort(args, "report", {"channel": args.channel, "authorized": args.authorized})
+        return _cmd_cohort(args, "report", {"channel": args.channel, "authorized": args.authorized,
+                                            "calibration": args.calibration})
     args.input = args.input[0]
     if args.out is None:
         raise InputProblem("--out is required: the HTML file to write")
@@ -1066,9 +1068,10 @@ def _cmd_report(args) -> int:
         from ingest.edf import read_edf
 
         windows = _read_authorized(args.authorized, read_edf(args.input).start)
+    calibration = _read_calibration(args.calibration)
     progress = None if args.quiet else (lambda line: print(f"dreamsync: {line}", file=sys.stderr, flush=True))
-    summary = write_report(args.input, args.out, authorized=windows, channel=args.channel, png_dir=args.png,
-                           progress=progress)
+    summary = write_report(args.input, args.out, authorized=windows, channel=args.channel, calibration=calibration,
+                           png_dir=args.png, progress=progress)
     if not args.quiet:
         figures = f"; {len(summary.figures)} PNG figures in {args.png}" if summary.figures else ""
         print(f"wrote {summary.path}: {summary.epochs} epochs, {summary.alarms} alarm(s), "

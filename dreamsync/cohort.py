@@ -186,13 +186,15 @@ def report_task(path: str, options: dict) -> tuple:
     """``dreamsync report`` of one recording: the self-contained HTML page and the columns of both
     staging (with confidence) and detection.
 
-    ``options``: ``channel`` (str or None), ``authorized`` (path of a consent file or None).
+    ``options``: ``channel`` (str or None), ``authorized`` (path of a consent file or None),
+    ``calibration`` (path of a calibration or None).
     """
     from dsp.stages import to_labels
 
     from .report import collect_report, render_report
 
-    data = collect_report(path, authorized=options.get("authorized"), channel=options.get("channel"))
+    data = collect_report(path, authorized=options.get("authorized"), channel=options.get("channel"),
+                          calibration=options.get("calibration"))
     r = data.staged.result
     row = _staging_row(to_labels(r.stages), data.statistics, [float(c) for c in r.confidence])
     row["duration_h"] = len(r.stages) * r.epoch_length / 3600

@@ -203,7 +203,7 @@ class ReportSummary:
     seconds: dict
 
 
-def collect_report(path: str, *, authorized=None, channel: str | None = None,
+def collect_report(path: str, *, authorized=None, channel: str | None = None, calibration=None,
                    progress: Callable[[str], None] | None = None, seconds: dict | None = None) -> ReportData:
     """Compute everything a report of ``path`` shows.
 
@@ -217,6 +217,9 @@ def collect_report(path: str, *, authorized=None, channel: str | None = None,
     channel : str, optional
         EEG channel(s) to stage from, comma-separated (see :func:`dreamsync.pipeline.staging_channels`);
         the first is the spectrogram's channel.
+    calibration : ndarray, shape (n_features,), or str, optional
+        Feature offsets of an earlier night of the same headband, or the path of the ``stage``
+        JSON holding them (see :mod:`dreamsync.calibration`).
     progress : callable, optional
         Receives one line as each step starts.
     seconds : dict, optional
@@ -229,11 +232,12 @@ def collect_report(path: str, *, authorized=None, channel: str | None = None,
     dsp.errors.SignalError
         Recording too short or sampled too slowly to stage.
     ValueError
-        A consent file that cannot be read.
+        A consent or calibration file that cannot be read.
     """
     from ingest.edf import read_edf
 
     from .authorization import load_authorized
+    from .calibration import read_calibration
     from .detection import detect_file
     from .pipeline import stage_file, staging_channels
 
@@ -253,6 +257,8 @@ def collect_report(path: str, *, authorized=None, channel: str | None = None,
     if isinstance(authorized, (str, os.PathLike)):
         authorized = load_authorized(os.fspath(authorized), rec.start)
     windows = list(authorized or ())
+    if isinstance(calibration, (str, os.PathLike)):
+        calibration = read_calibration(os.fspath(calibration))
     channels = [(s.label, s.kind, s.fs) for s in rec.signals]
     injected, clicks = _injected_adjustments(rec.annotations)
     simulated = any(a.text.startswith(("Event ", "Adjustment ", "Fault ")) for a in rec.annotations) \
@@ -262,7 +268,7 @@ def collect_report(path: str, *, authorized=None, channel: str | None = None,
 
     n_epochs = int(rec.signals[eeg[0]].n_samples / rec.signals[eeg[0]].fs // EPOCH_SECONDS)
     say(f"staging {n_epochs} epochs from {', '.join(rec.labels[i] for i in eeg)}")
-    staged = stage_file(path, channel=channel)
+    staged = stage_file(path, channel=channel, calibration=calibration)
     lap("staging")
 
     say("detecting adjustments on every electrode channel")
@@ -304,7 +310,7 @@ def _injected_adjustments(annotations) -> tuple:
     return episodes, clicks
 
 
-def write_report(path: str, out_html: str, *, authorized=None, channel: str | None = None,
+def write_report(path: str, out_html: str, *, authorized=None, channel: str | None = None, calibration=None,
                  png_dir: str | None = None, progress: Callable[[str], None] | None = None,
                  extra_sections=()) -> ReportSummary:
     """Analyse a recording and write its report as one self-contained HTML file.
@@ -319,6 +325,9 @@ def write_report(path: str, out_html: str, *, authorized=None, channel: str | No
         Consent (windows, or a consent JSON file) the flagged adjustments are weighed against.
     channel : str, optional
         EEG channel(s) to stage from, comma-separated; the first is the spectrogram's channel.
+    calibration : ndarray or str, optional
+        Feature offsets of an earlier night of the same headband, or its ``stage`` JSON (see
+        :func:`collect_report`).
     png_dir : str, optional
         Folder (created if missing) to write each figure into as a PNG file as well.
     progress : callable, optional
@@ -342,7 +351,8 @@ def write_report(path: str, out_html: str, *, authorized=None, channel: str | No
     if png_dir is not None:
         pathlib.Path(png_dir).mkdir(parents=True, exist_ok=True)
     seconds: dict = {}
-    data = collect_report(path, authorized=authorized, channel=channel, progress=say, seconds=seconds)
+    data = collect_report(path, authorized=authorized, channel=channel, calibration=calibration, progress=say,
+                          seconds=seconds)
     say("drawing figures")
     clock = time.perf_counter()
     figures = draw_figures(data)

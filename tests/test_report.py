@@ -142,7 +142,7 @@ def test_consent_marks_events_authorized_and_quiet_prints_nothing(night, tmp_pat
     assert "consent windows: 1" in text
 
 
-@pytest.mark.parametrize("case", ["missing", "not-edf", "channel", "consent", "out-folder"])
+@pytest.mark.parametrize("case", ["missing", "not-edf", "channel", "consent", "calibration", "out-folder"])
 def test_bad_input_is_one_line_and_exit_2(night, tmp_path, case):
     edf, _, _, _ = night
     out = tmp_path / "r.html"
@@ -150,6 +150,7 @@ def test_bad_input_is_one_line_and_exit_2(night, tmp_path, case):
             "not-edf": [edf.with_suffix(".truth.json"), "--out", out],
             "channel": [edf, "--out", out, "--channel", "EEG Oz"],
             "consent": [edf, "--out", out, "--authorized", tmp_path / "consent.json"],
+            "calibration": [edf, "--out", out, "--calibration", tmp_path / "consent.json"],
             "out-folder": [edf, "--out", tmp_path / "no" / "such" / "r.html"]}[case]
     (tmp_path / "consent.json").write_text('{"authorized": [{"kind": "hypnosis", "start": 0, "end": 9}]}')
     res = run_cli("report", *args, "--quiet")
@@ -157,6 +158,22 @@ def test_bad_input_is_one_line_and_exit_2(night, tmp_path, case):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dreamsync: error: ") and "Traceback" not in res.stderr
     assert not out.exists()
+
+
+def test_a_calibration_file_stages_the_report_as_it_stages_the_file(night, staged, tmp_path):
+    from dreamsync.calibration import read_calibration
+    from dreamsync.pipeline import stage_file
+    from dreamsync.report import collect_report
+
+    edf = str(night[0])
+    calibration = tmp_path / "staged.json"
+    calibration.write_text(json.dumps(staged.to_json()))
+    offsets = read_calibration(str(calibration))
+    np.testing.assert_allclose(offsets, staged.result.feature_offsets, atol=1e-6)
+    data = collect_report(edf, calibration=str(calibration))
+    expected = stage_file(edf, calibration=offsets).result
+    np.testing.assert_array_equal(data.staged.result.stages, expected.stages)
+    np.testing.assert_allclose(data.staged.result.feature_offsets, expected.feature_offsets)
 
 
 def _synthetic_data(start=dt.datetime(2026, 1, 2, 22, 15), authorized=True):
