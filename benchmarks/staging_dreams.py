@@ -10,7 +10,7 @@ YASA (``yasa.SleepStaging``, EEG only, its pre-trained model) runs in the interp
 dependency). An excerpt YASA refuses (it needs more than 50 Hz) counts as not staged: left out of
 "where both stage", and as wrong for every epoch in "all epochs".
 
-With YASA, the pooled kappa difference (ours minus YASA's, where both stage) comes with a 95 %
+With YASA, the pooled kappa and macro-F1 differences (ours minus YASA's, where both stage) come with a 95 %
 interval from a paired bootstrap of 5-min blocks within each excerpt: 180 epochs of 3 people
 leave kappa uncertain by several hundredths, and the interval says whether a difference is clear.
 
@@ -73,9 +73,18 @@ def _kappa_of_counts(cm: np.ndarray) -> np.ndarray:
     return (observed - expected) / (1 - expected)
 
 
-def paired_kappa_difference(ref: list, ours: list, theirs: list, block: int = BLOCK_EPOCHS,
-                            n_boot: int = 2000, seed: int = 0) -> tuple:
-    """Kappa of ``ours`` minus kappa of ``theirs`` against ``ref``, pooled, with a 95 % interval.
+def _macro_f1_of_counts(cm: np.ndarray) -> np.ndarray:
+    """Macro-F1 (over the stages present in either hypnogram) of stacked confusion matrices, (n, k, k) -> (n,)."""
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    present = cm.sum(2) + cm.sum(1)
+    f1 = np.divide(2 * tp, present, out=np.zeros_like(present, dtype=float), where=present > 0)
+    return f1.sum(1) / (present > 0).sum(1)
+
+
+def paired_difference(ref: list, ours: list, theirs: list, metric=_kappa_of_counts, block: int = BLOCK_EPOCHS,
+                      n_boot: int = 2000, seed: int = 0) -> tuple:
+    """``metric`` (kappa by default) of ``ours`` minus that of ``theirs`` against ``ref``, pooled,
+    with a 95 % interval.
 
     A paired block bootstrap: each recording (lists of stage-code arrays, one per recording, epochs
     staged by both) is cut into blocks of ``block`` consecutive epochs, blocks are drawn with
@@ -100,11 +109,11 @@ def paired_kappa_difference(ref: list, ours: list, theirs: list, block: int = BL
             np.add.at(counts[i, 1], (r[part], b[part]), 1)
         blocks.append(counts)
     total = sum(c.sum(axis=0) for c in blocks)
-    difference = float(np.subtract(*_kappa_of_counts(total)))
+    difference = float(np.subtract(*metric(total)))
     boot = np.zeros((n_boot, 2, k, k))
     for counts in blocks:
         boot += counts[rng.integers(0, len(counts), size=(n_boot, len(counts)))].sum(axis=1)
-    spread = _kappa_of_counts(boot[:, 0]) - _kappa_of_counts(boot[:, 1])
+    spread = metric(boot[:, 0]) - metric(boot[:, 1])
     return difference, float(np.percentile(spread, 2.5)), float(np.percentile(spread, 97.5))
 
 
@@ -170,9 +179,10 @@ def main() -> int:
     if yasa:
         keep = [np.all([p[i] >= 0 for p in tools.values()], axis=0) for i in range(len(refs))]
         pick = lambda arrays: [a[m] for a, m in zip(arrays, keep) if m.any()]  # noqa: E731
-        diff, low, high = paired_kappa_difference(pick(refs), pick(tools["dreamsync"]), pick(tools["YASA"]))
-        print(f"kappa dreamsync - YASA where both stage: {diff:+.3f}, 95 % interval {low:+.3f} to {high:+.3f} "
-              f"(paired bootstrap of {BLOCK_EPOCHS}-epoch blocks within each excerpt, 2000 draws)")
+        for name, metric in (("kappa", _kappa_of_counts), ("macro-F1", _macro_f1_of_counts)):
+            diff, low, high = paired_difference(pick(refs), pick(tools["dreamsync"]), pick(tools["YASA"]), metric)
+            print(f"{name} dreamsync - YASA where both stage: {diff:+.3f}, 95 % interval {low:+.3f} to {high:+.3f} "
+                  f"(paired bootstrap of {BLOCK_EPOCHS}-epoch blocks within each excerpt, 2000 draws)")
     for tool, preds in tools.items():
         if tool == "YASA":
             for path, got in yasa.items():
