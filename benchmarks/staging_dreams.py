@@ -59,10 +59,7 @@ def kappa_counting_unstaged(ref: np.ndarray, pred: np.ndarray) -> tuple:
     k = len(STAGES) + 1
     cm = np.zeros((k, k))
     np.add.at(cm, (ref, np.where(pred < 0, k - 1, pred)), 1)
-    n = cm.sum()
-    observed = np.trace(cm) / n
-    expected = (cm.sum(0) * cm.sum(1)).sum() / n ** 2
-    return observed, (observed - expected) / (1 - expected)
+    return np.trace(cm) / cm.sum(), float(_kappa_of_counts(cm[None])[0])
 
 
 def _kappa_of_counts(cm: np.ndarray) -> np.ndarray:
