@@ -54,11 +54,18 @@ print(json.dumps(out))
 '''
 
 
-def kappa_counting_unstaged(ref: np.ndarray, pred: np.ndarray) -> tuple:
-    """Accuracy and Cohen's kappa where a not-staged epoch (-1 in ``pred``) is its own, always wrong, class."""
+def _counts(ref: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Confusion counts, shape (k + 1, k + 1) for the k stages: a not-staged epoch (-1 in ``pred``)
+    is its own class, never the expert's, so it is always wrong (and changes nothing when absent)."""
     k = len(STAGES) + 1
     cm = np.zeros((k, k))
     np.add.at(cm, (ref, np.where(pred < 0, k - 1, pred)), 1)
+    return cm
+
+
+def kappa_counting_unstaged(ref: np.ndarray, pred: np.ndarray) -> tuple:
+    """Accuracy and Cohen's kappa where a not-staged epoch (-1 in ``pred``) is its own, always wrong, class."""
+    cm = _counts(ref, pred)
     return np.trace(cm) / cm.sum(), float(_kappa_of_counts(cm[None])[0])
 
 
@@ -86,7 +93,8 @@ def paired_difference(ref: list, ours: list, theirs: list, metric=_kappa_of_coun
     A paired block bootstrap: each recording (lists of stage-code arrays, one per recording, epochs
     staged by both) is cut into blocks of ``block`` consecutive epochs, blocks are drawn with
     replacement within each recording (neighbouring epochs are not independent, and the
-    recordings differ), and both tools are scored on the same draw.
+    recordings differ), and both tools are scored on the same draw. A not-staged epoch (-1) counts
+    as wrong (:func:`_counts`).
 
     Returns
     -------
@@ -94,20 +102,14 @@ def paired_difference(ref: list, ours: list, theirs: list, metric=_kappa_of_coun
     low, high : float
         2.5 and 97.5 percentiles of the bootstrap differences.
     """
-    k = len(STAGES)
     rng = np.random.default_rng(seed)
-    blocks = []  # per recording: (n_blocks, 2, k, k) confusion counts of ours and theirs
+    blocks = []  # per recording: (n_blocks, 2, k + 1, k + 1) confusion counts of ours and theirs
     for r, a, b in zip(ref, ours, theirs):
-        edges = range(0, len(r), block)
-        counts = np.zeros((len(edges), 2, k, k))
-        for i, start in enumerate(edges):
-            part = slice(start, start + block)
-            np.add.at(counts[i, 0], (r[part], a[part]), 1)
-            np.add.at(counts[i, 1], (r[part], b[part]), 1)
-        blocks.append(counts)
+        parts = [slice(start, start + block) for start in range(0, len(r), block)]
+        blocks.append(np.array([[_counts(r[p], a[p]), _counts(r[p], b[p])] for p in parts]))
     total = sum(c.sum(axis=0) for c in blocks)
     difference = float(np.subtract(*metric(total)))
-    boot = np.zeros((n_boot, 2, k, k))
+    boot = np.zeros((n_boot,) + total.shape)
     for counts in blocks:
         boot += counts[rng.integers(0, len(counts), size=(n_boot, len(counts)))].sum(axis=1)
     spread = metric(boot[:, 0]) - metric(boot[:, 1])
@@ -180,6 +182,9 @@ def main() -> int:
             diff, low, high = paired_difference(pick(refs), pick(tools["dreamsync"]), pick(tools["YASA"]), metric)
             print(f"{name} dreamsync - YASA where both stage: {diff:+.3f}, 95 % interval {low:+.3f} to {high:+.3f} "
                   f"(paired bootstrap of {BLOCK_EPOCHS}-epoch blocks within each excerpt, 2000 draws)")
+        diff, low, high = paired_difference(refs, tools["dreamsync"], tools["YASA"])
+        print(f"kappa dreamsync - YASA on all epochs, unstaged wrong: {diff:+.3f}, 95 % interval {low:+.3f} to "
+              f"{high:+.3f} (same bootstrap)")
     for tool, preds in tools.items():
         if tool == "YASA":
             for path, got in yasa.items():

@@ -65,3 +65,17 @@ def test_a_clear_difference_has_an_interval_clear_of_zero_and_a_small_one_does_n
     close[0][np.flatnonzero(close[0] != refs[0])[0]] = refs[0][np.flatnonzero(close[0] != refs[0])[0]]
     _, low, high = staging_dreams.paired_difference(refs, close, noisy)
     assert low <= 0.0 <= high
+
+
+def test_epochs_a_tool_did_not_stage_count_as_wrong(staging_dreams):
+    rng = np.random.default_rng(4)
+    refs = [_hypnograms(s) for s in range(3)]
+    ours = [np.where(rng.random(r.size) < 0.7, r, rng.integers(0, 5, r.size)) for r in refs]
+    theirs = [r.copy() for r in refs]
+    theirs[1][:] = -1  # a recording the other tool refused: perfect elsewhere, wrong there
+    diff, low, high = staging_dreams.paired_difference(refs, ours, theirs)
+    pooled = [staging_dreams.kappa_counting_unstaged(np.concatenate(refs), np.concatenate(p))[1]
+              for p in (ours, theirs)]
+    assert diff == pytest.approx(pooled[0] - pooled[1])
+    assert pooled[1] < 1.0
+    assert low < diff < high
