@@ -92,6 +92,13 @@ def region_of(label: str, kind: str) -> str:
     return "central"
 
 
+def _horizontal_eog_sign(label: str) -> float:
+    """-1 for an electrode at the right outer canthus (E2, ROC), whose deflection for a horizontal
+    eye movement is opposite to the left one's (E1, LOC); 1 for every other channel."""
+    site = label.split()[-1].split("-")[0].upper()
+    return -1.0 if site in ("E2", "ROC") else 1.0
+
+
 def _unit_variance(sos: np.ndarray) -> np.ndarray:
     """Scale a filter so that white noise of unit variance comes out with unit variance."""
     _, h = signal.sosfreqz(sos, worN=1 << 14)
@@ -151,6 +158,11 @@ class SleepSignalModel:
         device_gain = np.ones(len(kinds)) if gains is None else np.asarray(gains, dtype=float)
         weights = np.array([_REGION_WEIGHTS[r] for r in regions]).reshape(len(regions), len(_COLUMNS))
         weights *= device_gain[eeg_index, None]
+        # Horizontal eye movements are conjugate: the eyes turn together, so the corneal dipole
+        # nears one outer canthus as it leaves the other and E1 and E2 deflect in opposite
+        # directions (blinks, vertical, deflect both alike).
+        for column in ("slow_eye_movement", "rapid_eye_movement"):
+            weights[:, _COLUMNS.index(column)] *= [_horizontal_eog_sign(self.channels[i]) for i in eeg_index]
         self._weights = {c: weights[:, i] for i, c in enumerate(_COLUMNS)}
         # latent rhythm sources: one per region present; each channel mostly its own region's
         present = sorted({_LATENT_REGIONS.index(r) for r in regions})
