@@ -8,7 +8,8 @@ Owns
       forward-backward passes), ``dsp.spectrogram`` (multitaper spectrogram for reports);
     - event detectors: ``dsp.spindles``, ``dsp.slowwaves``, ``dsp.eye_movements``;
     - the stage vocabulary (``dsp.stages``), features (``dsp.features``), the stager's parameters
-      (``dsp.model``) and the stager (``dsp.staging``), offline and live; agreement and sleep
+      (``dsp.model``), the other channels' evidence for it (``dsp.evidence``: EMG tone, eye and
+      body movement) and the stager (``dsp.staging``), offline and live; agreement and sleep
       statistics (``dsp.agreement``, ``dsp.statistics``);
     - adjustment detectors, offline and live: ``dsp.lines`` (electrical stimulation and
       entrainment: spectral lines, DC shifts), ``dsp.evoked`` (auditory: evoked-response series),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import pathlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,6 +43,12 @@ _SPREAD = np.array([
 # How chin-EMG tone (robust z against this night's NREM tone, clipped to +/-3) shifts each stage's
 # log likelihood: tone is highest in W, lowest in REM.
 _EMG_WEIGHT = np.array([1.0, 0.3, 0.0, 0.0, -1.0])
+# How a full epoch's worth of rapid eye movements (dsp.evidence) shifts each stage's log likelihood:
+# they mark REM, and in wake blinks and scanning; NREM eyes are still.
+_EOG_WEIGHT = np.array([0.5, 0.0, -1.0, -1.0, 1.5])
+# How a full epoch's worth of body movement (accelerometer) does: movement means wake (as in
+# actigraphy), some in N1, hardly any in deep sleep or under REM atonia.
+_MOVEMENT_WEIGHT = np.array([2.0, 0.5, -0.5, -1.0, -0.5])
 # A recording may start in any stage (a nap, an excerpt, a restart), most often in wake, rarely in REM.
 _INITIAL = np.array([0.5, 0.2, 0.2, 0.07, 0.03])
 #: Pseudo-epochs of the default prototype mixed into each fitted one, so thin stages stay sane.
@@ -64,6 +70,10 @@ class StagingModel:
         Standard deviation of each feature per stage, same units.
     emg_weight : ndarray, shape (5,)
         Log-likelihood shift per unit of EMG tone z-score.
+    eog_weight : ndarray, shape (5,)
+        Log-likelihood shift at full eye-movement evidence (:func:`dsp.evidence.auxiliary_loglik`).
+    movement_weight : ndarray, shape (5,)
+        Log-likelihood shift at full body-movement evidence (accelerometer).
     transitions : ndarray, shape (5, 5)
         Epoch-to-epoch transition probabilities (rows from, columns to), rows sum to 1.
     initial : ndarray, shape (5,)
@@ -78,6 +88,8 @@ class StagingModel:
     transitions: np.ndarray
     initial: np.ndarray
     source: str
+    eog_weight: np.ndarray = field(default_factory=_EOG_WEIGHT.copy)
+    movement_weight: np.ndarray = field(default_factory=_MOVEMENT_WEIGHT.copy)
 
     @property
     def log_transitions(self) -> np.ndarray:
@@ -96,7 +108,8 @@ class StagingModel:
             "features": list(EEG_FEATURES), "source": self.source,
             "prototypes": self.prototypes.tolist(), "spread": self.spread.tolist(),
             "emg_weight": self.emg_weight.tolist(), "transitions": self.transitions.tolist(),
-            "initial": self.initial.tolist(),
+            "initial": self.initial.tolist(), "eog_weight": self.eog_weight.tolist(),
+            "movement_weight": self.movement_weight.tolist(),
         }
 
 
@@ -190,7 +203,7 @@ def fit_model(features: list, stages: list, source: str) -> StagingModel:
         spread[k] = np.maximum(np.sqrt(w * var + (1 - w) * base.spread[k] ** 2), MIN_SPREAD)
     counts = transition_counts(stages)
     return StagingModel(prototypes, spread, base.emg_weight.copy(), transitions_from_counts(counts),
-                        base.initial.copy(), source)
+                        base.initial.copy(), source, base.eog_weight.copy(), base.movement_weight.copy())
 
 
 def save_model(model: StagingModel, path) -> None:
@@ -228,6 +241,9 @@ def load_model(path) -> StagingModel:
             transitions=np.array(data["transitions"], dtype=np.float64).reshape(n_stages, n_stages),
             initial=np.array(data["initial"], dtype=np.float64).reshape(n_stages),
             source=str(data.get("source", "")),
+            # absent from models saved before the stager read EOG and accelerometers: the defaults
+            eog_weight=np.array(data.get("eog_weight", _EOG_WEIGHT), dtype=np.float64).reshape(n_stages),
+            movement_weight=np.array(data.get("movement_weight", _MOVEMENT_WEIGHT), dtype=np.float64).reshape(n_stages),
         )
     except (KeyError, ValueError, TypeError) as err:
         raise ValueError(f"{path}: damaged model file ({err})") from None

@@ -31,10 +31,12 @@ Context
     epochs so far; the epoch's stage is its posterior there, which uses no later epoch, and is
     final when the epoch ends.
 
-EMG
-    A chin EMG's 10-100 Hz tone, as a robust z-score against this night's NREM tone, raises W
-    and lowers REM (REM has the lowest tone). NREM is what the EEG alone says (offline: the whole
-    night; live: the epochs so far).
+Other channels
+    A chin EMG's tone, the eye movements of a left and right EOG pair and the body movement an
+    accelerometer sees shift the stages' log likelihoods (:mod:`dsp.evidence`): tone raises W
+    and lowers REM, eye movements raise REM and W, movement raises W. The tone's and the eye
+    movements' reference is what the EEG alone calls NREM (offline: the whole night; live: the
+    epochs so far), and the gain and offsets come from the EEG alone.
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ import numpy as np
 from numba import njit
 
 from .errors import SignalError
-from .features import (CHUNK_EPOCHS, EEG_FEATURES, GAIN_DEPENDENT, eeg_features, emg_log_power,
+from .evidence import (EYE_CONTEXT_S, MAX_EYE_MOVEMENTS, auxiliary_loglik, emg_tone, eye_movement_stretch,
+                       eye_movements, movement_seconds)
+from .features import (EEG_FEATURES, GAIN_DEPENDENT, eeg_features, emg_log_power,
                        entropy_input, to_working_rate, working_rate, working_rate_features)
 from .hmm import bank_evidence, bank_mixture_posterior, sequence_log_evidence
 from .model import StagingModel, default_model
@@ -53,8 +57,6 @@ from .quality import epoch_quality, scorable, unscorable_reason
 from .stages import EPOCH_SECONDS, STAGES, UNSCORED
 
 MIN_RATE_HZ = 50.0
-#: Fewest NREM epochs that make an EMG tone reference.
-MIN_EMG_REFERENCE_EPOCHS = 10
 #: Gain hypotheses: offsets (log10 power) around the recording's own delta level.
 GAIN_OFFSETS = np.arange(-1.5, 1.5001, 0.05)
 #: Features that a headband's noise floor and filters shift in every stage alike (beta share,
@@ -99,19 +101,19 @@ class StagingResult:
     feature_offsets: np.ndarray | None = None
 
 
-def emission_loglik(model: StagingModel, features: np.ndarray, gain: float, emg_z: np.ndarray | None = None) -> np.ndarray:
+def emission_loglik(model: StagingModel, features: np.ndarray, gain: float, aux: np.ndarray | None = None) -> np.ndarray:
     """Log likelihood of each stage for each epoch's features, given the recording's gain.
 
     Parameters
     ----------
     model : StagingModel
-        Prototypes, spreads and EMG weights.
+        Prototypes and spreads.
     features : ndarray, shape (n_epochs, 5)
         Output of :func:`dsp.features.eeg_features`.
     gain : float
         The recording's N2 delta level (log10 uV^2): the hypothesis being scored.
-    emg_z : ndarray, shape (n_epochs,), optional
-        EMG tone as a robust z-score against this night's NREM tone (0 = typical NREM tone).
+    aux : ndarray, shape (n_epochs, 5), optional
+        Log-likelihood shifts from the other channels (:func:`dsp.evidence.auxiliary_loglik`).
 
     Returns
     -------
@@ -120,16 +122,7 @@ def emission_loglik(model: StagingModel, features: np.ndarray, gain: float, emg_
     x = features - gain * GAIN_DEPENDENT
     z = (x[:, None, :] - model.prototypes[None, :, :]) / model.spread[None, :, :]
     loglik = -0.5 * (z * z).sum(axis=-1) - np.log(model.spread).sum(axis=1)
-    if emg_z is not None:
-        loglik = loglik + np.clip(emg_z, -3.0, 3.0)[:, None] * model.emg_weight[None, :]
-    return loglik
-
-
-def robust_z(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``(values - median) / (1.4826 * MAD)`` with median and MAD taken over ``reference``."""
-    med = np.median(reference)
-    mad = 1.4826 * np.median(np.abs(reference - med))
-    return (values - med) / mad if mad > 0 else np.zeros_like(values)
+    return loglik if aux is None else loglik + aux
 
 
 def _check_rate(fs: float) -> None:
@@ -154,24 +147,6 @@ def _is_reader(x) -> bool:
     """A 2-D array-like that reads samples when sliced (e.g. ingest.edf.SignalReader): kept as it is."""
     return (not isinstance(x, np.ndarray) and hasattr(x, "__getitem__")
             and len(getattr(x, "shape", ())) == 2 and x.shape[0] > 0)
-
-
-def _emg_tone(emg, fs: float, n_epochs: int):
-    """Scorability and log 10-100 Hz power (:func:`dsp.features.emg_log_power`) of the EMG's first
-    ``n_epochs`` epochs, shape (n_epochs,) each, computed a chunk of epochs at a time; None when
-    the EMG is shorter than that."""
-    n_per = int(round(EPOCH_SECONDS * fs))
-    if emg.shape[1] < n_epochs * n_per:
-        return None
-    ok = np.ones(n_epochs, dtype=bool)
-    power = np.empty(n_epochs)
-    for e0 in range(0, n_epochs, CHUNK_EPOCHS):
-        e1 = min(n_epochs, e0 + CHUNK_EPOCHS)
-        epochs = np.stack([np.asarray(emg[c, e0 * n_per : e1 * n_per]).reshape(e1 - e0, n_per)
-                           for c in range(emg.shape[0])])
-        ok[e0:e1] = scorable_epochs(epochs)
-        power[e0:e1] = emg_log_power(epochs, fs)
-    return ok, power
 
 
 def scorable_epochs(epochs: np.ndarray) -> np.ndarray:
@@ -267,9 +242,9 @@ def _gain_bank(model: StagingModel, features: np.ndarray, ok: np.ndarray) -> _Ga
 
 
 @njit(cache=True)
-def _shared_factor(features, ok, dependent, prototypes, spread, emg, emg_weight, peak):
+def _shared_factor(features, ok, dependent, prototypes, spread, aux, peak):
     """The emission likelihood factor all gain hypotheses share, shape (T, K): the gain-independent
-    features' Gaussian likelihood under each stage, the EMG tone term and the gain table's scale
+    features' Gaussian likelihood under each stage, the other channels' shifts ``aux`` (T, K) and the gain table's scale
     (``peak``), exponentiated relative to each epoch's best stage; 1 for epochs that are not ``ok``."""
     t_len, f_len = features.shape
     k_len = prototypes.shape[0]
@@ -292,7 +267,7 @@ def _shared_factor(features, ok, dependent, prototypes, spread, emg, emg_weight,
                 if not dependent[f]:
                     z = (features[t, f] - prototypes[k, f]) * precision[k, f]
                     total += z * z
-            loglik[k] = -0.5 * total - log_norm[k] + emg[t] * emg_weight[k] + peak[t, k]
+            loglik[k] = -0.5 * total - log_norm[k] + aux[t, k] + peak[t, k]
             best = max(best, loglik[k])
         for k in range(k_len):
             out[t, k] = np.exp(loglik[k] - best)
@@ -304,15 +279,15 @@ def _narrowed(bank: _GainBank, keep: np.ndarray) -> _GainBank:
     return _GainBank(bank.gains[keep], np.ascontiguousarray(bank.table[:, :, keep]), bank.peak)
 
 
-def _bank_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z, bank: _GainBank,
+def _bank_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, aux, bank: _GainBank,
                     initial: np.ndarray | None = None) -> tuple:
     """Evidence-weighted forward-backward posterior over the bank of gain hypotheses, shape (T, 5),
     the gain of the best-supported hypothesis, and each hypothesis' log evidence relative to it (J,).
+    ``aux`` (T, 5) holds the other channels' log-likelihood shifts (None: none);
     ``initial`` (5,) is the first epoch's stage probabilities, by default the model's."""
     initial = model.initial if initial is None else initial
-    emg = np.zeros(len(ok)) if emg_z is None else np.clip(emg_z, -3.0, 3.0)
-    factor = _shared_factor(features, ok, GAIN_DEPENDENT != 0, model.prototypes, model.spread, emg,
-                            model.emg_weight, bank.peak)
+    aux = np.zeros((len(ok), len(STAGES))) if aux is None else aux
+    factor = _shared_factor(features, ok, GAIN_DEPENDENT != 0, model.prototypes, model.spread, aux, bank.peak)
     log_evidence = bank_evidence(factor, bank.table, model.transitions, initial)
     weights = np.exp(log_evidence)
     weights /= weights.sum()
@@ -378,14 +353,15 @@ def _offset_starts(model: StagingModel, features: np.ndarray, ok: np.ndarray, ce
     return centre.copy(), typical_n2
 
 
-def _offset_em(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z, bank: _GainBank,
+def _offset_em(model: StagingModel, features: np.ndarray, ok: np.ndarray, aux, bank: _GainBank,
                offset: np.ndarray, centre: np.ndarray, *, iterations: int = MAX_EM_ITERATIONS,
                committed: tuple | None = None, initial: np.ndarray | None = None,
                known: np.ndarray | None = None) -> tuple | None:
     """EM of the feature offsets from ``offset``: the posterior over stages at the mode it reaches,
     shape (T, 5), that mode's log posterior density up to a constant (the best gain hypothesis' HMM
     evidence plus the offsets' log prior), which ranks modes reached from different starts, the
-    offsets and the best gain. ``centre`` (n_features,) is the offsets' prior mean. At most
+    offsets and the best gain. ``aux`` (T, 5): the other channels' log-likelihood shifts, or None.
+    ``centre`` (n_features,) is the offsets' prior mean. At most
     ``iterations`` steps; ``committed`` adds sufficient statistics of epochs no longer in
     ``features`` (:func:`_offset_update`), ``initial`` (5,) is the first epoch's stage
     probabilities (by default the model's). ``known`` (n_features,): the offsets of a mode found
@@ -393,7 +369,7 @@ def _offset_em(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z,
     (the same mode: nothing new to rank)."""
     initial = model.initial if initial is None else initial
     for iteration in range(iterations):
-        post, gain, log_evidence = _bank_posterior(model, features - offset, ok, emg_z, bank, initial)
+        post, gain, log_evidence = _bank_posterior(model, features - offset, ok, aux, bank, initial)
         if iteration == 0:  # later passes need only the hypotheses the evidence left standing
             bank = _narrowed(bank, log_evidence > -NEGLIGIBLE_EVIDENCE_NATS)
         residual, weight = _offset_update(model, features - gain * GAIN_DEPENDENT, post, ok)
@@ -406,31 +382,31 @@ def _offset_em(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z,
         offset = new
         if converged:
             break
-    post, gain, _ = _bank_posterior(model, features - offset, ok, emg_z, bank, initial)
+    post, gain, _ = _bank_posterior(model, features - offset, ok, aux, bank, initial)
     x = (features - offset - gain * GAIN_DEPENDENT)[ok]
-    score = _mode_density(model, x, offset, centre, model.transitions, initial, None if emg_z is None else emg_z[ok])
+    score = _mode_density(model, x, offset, centre, model.transitions, initial, None if aux is None else aux[ok])
     return post, score, offset, gain
 
 
 def _mode_density(model: StagingModel, x: np.ndarray, offset: np.ndarray, centre: np.ndarray, trans: np.ndarray,
-                  prior: np.ndarray, emg_z=None) -> float:
+                  prior: np.ndarray, aux=None) -> float:
     """Log posterior density of feature offsets, up to a constant: the HMM evidence of the epochs'
     features ``x`` (n, n_features; gain and offsets removed) plus the offsets' log prior (that of
     :func:`_offsets`, mean ``centre``); ``prior`` (K,) is the first epoch's stage probabilities."""
-    evidence = sequence_log_evidence(emission_loglik(model, x, 0.0, emg_z), trans, prior)
+    evidence = sequence_log_evidence(emission_loglik(model, x, 0.0, aux), trans, prior)
     shift = offset[NOISE_SENSITIVE] - centre[NOISE_SENSITIVE]
     return evidence - 0.5 * float((_offset_precision(model) * shift ** 2).sum())
 
 
-def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, emg_z,
+def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray, aux,
                        centre: np.ndarray) -> tuple:
     """Posterior over stages after estimating the recording's gain and feature offsets, shape
     (T, 5), and the offsets (n_features,): EM from each of :func:`_offset_starts`, keeping the
     mode of higher posterior density. ``centre`` is the offsets' prior mean."""
     bank = _gain_bank(model, features, ok)
     first, second = _offset_starts(model, features, ok, centre)
-    post, score, offset, _ = _offset_em(model, features, ok, emg_z, bank, first, centre)
-    other = _offset_em(model, features, ok, emg_z, bank, second, centre, known=offset)
+    post, score, offset, _ = _offset_em(model, features, ok, aux, bank, first, centre)
+    other = _offset_em(model, features, ok, aux, bank, second, centre, known=offset)
     if other is not None and other[1] > score:
         return other[0], other[2]
     return post, offset
@@ -481,7 +457,8 @@ def epoch_features(eeg, fs: float) -> tuple:
     return total / np.maximum(usable.sum(axis=0), 1)[:, None], ok
 
 
-def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: StagingModel | None = None,
+def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, eog=None, eog_fs: float | None = None,
+          acc=None, acc_fs: float | None = None, model: StagingModel | None = None,
           calibration=None) -> StagingResult:
     """Stage a whole recording offline (context in both directions).
 
@@ -498,6 +475,16 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: Stagi
         Chin EMG in uV covering the same time span (or a reader, as ``eeg``).
     emg_fs : float, optional
         EMG sample rate in Hz; ``fs`` if omitted.
+    eog : array_like, shape (2, n_eog_samples) or (1, n_eog_samples), optional
+        EOG in uV over the same span: the left and right electrodes (E1/LOC, E2/ROC), or one
+        bipolar horizontal derivation (E1-E2); see :mod:`dsp.evidence` for why a single
+        eye-to-mastoid lead is not used. Rapid eye movements count towards REM (and wake).
+    eog_fs : float, optional
+        EOG sample rate in Hz (> 11.2); ``fs`` if omitted.
+    acc : array_like, shape (n_axes, n_acc_samples), optional
+        Accelerometer in g over the same span (e.g. x, y, z); body movement counts towards wake.
+    acc_fs : float, optional
+        Accelerometer sample rate in Hz (>= 2); ``fs`` if omitted.
     model : StagingModel, optional
         Parameters (e.g. from ``dreamsync train``); :func:`dsp.model.default_model` if omitted.
     calibration : array_like, shape (n_features,), optional
@@ -523,21 +510,40 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, model: Stagi
     model = default_model() if model is None else model
     centre = _calibration(calibration, features.shape[1])
     post, offsets = _adapted_posterior(model, features, ok, None, centre)
-    if emg is not None:
-        emg_fs = fs if emg_fs is None else emg_fs
-        _check_rate(emg_fs)
-        tone = _emg_tone(_as_2d(emg, "emg"), emg_fs, n_epochs)
-        if tone is not None:
-            emg_ok, power = tone
-            reference = emg_ok & ok & (post[:, 2] + post[:, 3] > 0.5)
-            if reference.sum() >= MIN_EMG_REFERENCE_EPOCHS:
-                emg_z = np.where(emg_ok, robust_z(power, power[reference]), 0.0)
-                post, offsets = _adapted_posterior(model, features, ok, emg_z, centre)
+    measures = _other_channels(n_epochs, fs, emg, emg_fs, eog, eog_fs, acc, acc_fs)
+    if measures:  # the other channels' references are the epochs the EEG alone calls NREM
+        aux = auxiliary_loglik(model, ok & (post[:, 2] + post[:, 3] > 0.5), **measures)
+        if aux is not None:
+            post, offsets = _adapted_posterior(model, features, ok, aux, centre)
     stages = post.argmax(axis=1).astype(np.int8)
     confidence = post.max(axis=1)
     stages[~ok] = UNSCORED
     confidence[~ok] = 0.0
     return StagingResult(stages=stages, probabilities=post, confidence=confidence, feature_offsets=offsets)
+
+
+def _other_channels(n_epochs: int, fs: float, emg, emg_fs, eog, eog_fs, acc, acc_fs) -> dict:
+    """The per-epoch measures of :func:`stage`'s non-EEG channels, as keyword arguments of
+    :func:`dsp.evidence.auxiliary_loglik` (a channel shorter than the EEG's epochs is left out)."""
+    measures = {}
+    if emg is not None:
+        emg_fs = fs if emg_fs is None else emg_fs
+        _check_rate(emg_fs)
+        power = emg_tone(_as_2d(emg, "emg"), emg_fs, n_epochs)
+        if power is not None:
+            measures["emg_power"] = power
+    if eog is not None:
+        eog = _as_2d(eog, "eog")
+        if eog.shape[0] > 2:
+            raise SignalError(f"eog must hold the left and right electrodes or one bipolar lead, got {eog.shape[0]} rows")
+        found = eye_movements(eog, fs if eog_fs is None else eog_fs, n_epochs)
+        if found is not None:
+            measures["eye_sizes"], measures["eye_scale"] = found
+    if acc is not None:
+        moving = movement_seconds(_as_2d(acc, "acc"), fs if acc_fs is None else acc_fs, n_epochs)
+        if moving is not None:
+            measures["movement"] = moving
+    return measures
 
 
 def _calibration(calibration, n_features: int) -> np.ndarray:
@@ -593,10 +599,13 @@ class LiveStager:
     :meth:`push` returns. Epochs that left the window keep the share of the offsets' evidence they
     had then. Memory and an epoch's cost are bounded, whatever the night's length.
 
-    With EMG, the tone's reference is, as offline, the median and MAD of the tone in the window's
-    epochs that the EEG alone calls NREM (the stages the tone itself pulls never choose its
-    reference); the EMG is used once :data:`MIN_EMG_REFERENCE_EPOCHS` such epochs are there. The
-    offsets and the gain come from the EEG alone.
+    The other channels (EMG, EOG, accelerometer) shift the stages' likelihoods as offline
+    (:func:`dsp.evidence.auxiliary_loglik`), with the window's epochs that the EEG alone calls NREM
+    as the reference of the EMG tone and of the eye-movement threshold (the stages these channels
+    pull never choose their own reference); a reference is used once
+    :data:`dsp.evidence.MIN_REFERENCE_EPOCHS` such epochs are there. The offsets and the gain come
+    from the EEG alone. An eye-movement count's filter takes its history from the end of the
+    previous epoch, so live counts match offline's.
 
     Parameters
     ----------
@@ -606,6 +615,11 @@ class LiveStager:
         Number of EEG channels in each pushed ``eeg`` block, by default 1.
     n_emg : int, optional
         Number of EMG channels in each pushed ``emg`` block (0 = none), by default 0.
+    n_eog : int, optional
+        Number of EOG channels in each pushed ``eog`` block: 0 (none, the default), 2 (left and
+        right) or 1 (a bipolar horizontal derivation); see :func:`stage`.
+    n_acc : int, optional
+        Number of accelerometer axes (g) in each pushed ``acc`` block (0 = none), by default 0.
     model : StagingModel, optional
         Parameters; :func:`dsp.model.default_model` if omitted.
     calibration : array_like, shape (n_features,), optional
@@ -614,14 +628,19 @@ class LiveStager:
     """
 
     def __init__(self, fs: float, n_eeg: int = 1, n_emg: int = 0, model: StagingModel | None = None,
-                 calibration=None):
+                 calibration=None, *, n_eog: int = 0, n_acc: int = 0):
         _check_rate(fs)
         self.model = default_model() if model is None else model
         self.fs = float(fs)
         self._rate, self._down = working_rate(self.fs)
-        self.n_eeg, self.n_emg = n_eeg, n_emg
+        if n_eog > 2:
+            raise SignalError(f"n_eog must be 0, 1 (a bipolar lead) or 2 (left and right), got {n_eog}")
+        self.n_eeg, self.n_emg, self.n_eog, self.n_acc = n_eeg, n_emg, n_eog, n_acc
         self._n_per = int(round(EPOCH_SECONDS * fs))
-        self._buffer = np.empty((n_eeg + n_emg, self._n_per))
+        # rows: EEG, EMG, EOG, accelerometer
+        self._rows = np.cumsum([0, n_eeg, n_emg, n_eog, n_acc])
+        self._buffer = np.empty((self._rows[-1], self._n_per))
+        self._eog_history = np.zeros((n_eog, 0))  # the last seconds of the previous epoch's EOG
         self._filled = 0
         n_features, size = len(EEG_FEATURES), OFFSET_WINDOW_EPOCHS
         self._centre = _calibration(calibration, n_features)
@@ -634,6 +653,9 @@ class LiveStager:
         self._window_features = np.zeros((size, n_features))
         self._window_ok = np.zeros(size, dtype=bool)
         self._window_emg = np.full(size, np.nan)
+        self._window_eye_sizes = np.full((size, MAX_EYE_MOVEMENTS), np.nan)
+        self._window_eye_scale = np.full(size, np.nan)
+        self._window_movement = np.full(size, np.nan)
         self._window_post = np.zeros((size, len(STAGES)))
         self._window_filtered = np.zeros((size, len(STAGES)))
         self._window_len = 0  # epochs in the window, oldest first from _window_start
@@ -642,7 +664,8 @@ class LiveStager:
         self._context = np.zeros((n_eeg, 0))  # the last second of the previous epoch
         self.epochs_done = 0
 
-    def push(self, eeg: np.ndarray, emg: np.ndarray | None = None) -> list:
+    def push(self, eeg: np.ndarray, emg: np.ndarray | None = None, eog: np.ndarray | None = None,
+             acc: np.ndarray | None = None) -> list:
         """Add samples; return an :class:`EpochStage` for every epoch completed by them.
 
         Parameters
@@ -651,22 +674,26 @@ class LiveStager:
             EEG in uV; NaN for lost samples.
         emg : ndarray, shape (n_emg, n), optional
             EMG in uV, required when ``n_emg > 0``.
+        eog : ndarray, shape (n_eog, n), optional
+            EOG in uV, required when ``n_eog > 0``.
+        acc : ndarray, shape (n_acc, n), optional
+            Accelerometer in g, required when ``n_acc > 0``.
 
         Returns
         -------
         list of EpochStage
         """
-        eeg = np.asarray(eeg).reshape(self.n_eeg, -1)
-        if self.n_emg and emg is None:
-            raise SignalError("this LiveStager was built with EMG channels: push emg too")
-        emg = np.asarray(emg).reshape(self.n_emg, -1) if self.n_emg else None
+        blocks = [np.asarray(eeg).reshape(self.n_eeg, -1)]
+        for name, rows, block in (("EMG", self.n_emg, emg), ("EOG", self.n_eog, eog), ("accelerometer", self.n_acc, acc)):
+            if rows and block is None:
+                raise SignalError(f"this LiveStager was built with {name} channels: push them too")
+            blocks.append(np.asarray(block).reshape(rows, -1) if rows else np.zeros((0, blocks[0].shape[1])))
         out = []
-        start, n = 0, eeg.shape[1]
+        start, n = 0, blocks[0].shape[1]
         while start < n:
             take = min(n - start, self._n_per - self._filled)
-            self._buffer[: self.n_eeg, self._filled : self._filled + take] = eeg[:, start : start + take]
-            if emg is not None:
-                self._buffer[self.n_eeg :, self._filled : self._filled + take] = emg[:, start : start + take]
+            for block, row in zip(blocks, self._rows):
+                self._buffer[row : row + block.shape[0], self._filled : self._filled + take] = block[:, start : start + take]
             self._filled += take
             start += take
             if self._filled == self._n_per:
@@ -681,18 +708,26 @@ class LiveStager:
 
     def push_gap(self, n: int) -> list:
         """Account for ``n`` lost samples: they count as missing, never as data."""
-        return self.push(np.full((self.n_eeg, n), np.nan), np.full((self.n_emg, n), np.nan) if self.n_emg else None)
+        lost = [np.full((rows, n), np.nan) if rows else None for rows in (self.n_emg, self.n_eog, self.n_acc)]
+        return self.push(np.full((self.n_eeg, n), np.nan), *lost)
 
     def _check_epoch(self, epoch: np.ndarray) -> tuple:
-        """Native-rate checks of a completed epoch: which EEG channels can be scored (n_eeg,), and
-        its EMG log power (or None)."""
-        ok = scorable(epoch_quality(epoch[: self.n_eeg]))  # each channel's row as one epoch
-        emg_power = None
-        if self.n_emg:
-            emg = epoch[self.n_eeg :, None, :]
-            if np.all(scorable_epochs(emg)):
-                emg_power = float(emg_log_power(emg, self.fs)[0])
-        return ok, emg_power
+        """Native-rate checks and measures of a completed epoch: which EEG channels can be scored
+        (n_eeg,), and the other channels' measures (:mod:`dsp.evidence`; NaN when unusable or absent):
+        EMG log power, eye-movement sizes (MAX_EYE_MOVEMENTS,) and scale, seconds of movement."""
+        eeg, emg, eog, acc = (epoch[a:b] for a, b in zip(self._rows[:-1], self._rows[1:]))
+        ok = scorable(epoch_quality(eeg))  # each channel's row as one epoch
+        emg_power = np.nan
+        if self.n_emg and np.all(scorable_epochs(emg[:, None, :])):
+            emg_power = float(emg_log_power(emg[:, None, :], self.fs)[0])
+        eye = (np.full(MAX_EYE_MOVEMENTS, np.nan), np.nan)
+        if self.n_eog:
+            stretch = np.hstack([self._eog_history, eog])
+            sizes, scale = eye_movement_stretch(stretch, self.fs, self._eog_history.shape[1], 1)
+            eye = (sizes[0], scale[0])
+            self._eog_history = eog[:, -int(round(EYE_CONTEXT_S * self.fs)):].copy()
+        moving = movement_seconds(acc, self.fs, 1)[0] if self.n_acc else np.nan
+        return ok, emg_power, eye, moving
 
     def _working_epoch(self) -> tuple:
         """The completed epoch's EEG at the working rate (:func:`dsp.features.working_rate`), shape
@@ -714,19 +749,20 @@ class LiveStager:
         highpassed = np.stack([entropy_input(row, self._rate)[epoch] for row in working])
         return working[:, epoch], highpassed
 
-    def _stage_epoch(self, working: np.ndarray, highpassed: np.ndarray, usable: np.ndarray, emg_power) -> EpochStage:
+    def _stage_epoch(self, working: np.ndarray, highpassed: np.ndarray, usable: np.ndarray, emg_power: float,
+                     eye: tuple, moving: float) -> EpochStage:
         index = self.epochs_done
         self.epochs_done += 1
         ok = bool(usable.any())  # as offline, the channels that can be scored stand for the epoch
         features = eeg_features(working[usable, None, :], self._rate, highpassed[usable, None, :])[0] if ok else None
-        slot = self._remember(features, emg_power)
+        slot = self._remember(features, emg_power, eye, moving)
         order = (self._window_start + np.arange(self._window_len)) % OFFSET_WINDOW_EPOCHS
         ok_window = self._window_ok[order]
         if not ok_window.any():  # nothing scorable yet: the prior carried forward
             probs = self._window_prior if self._window_len == 1 else self._window_filtered[order[-2]] @ self.model.transitions
             self._window_filtered[slot] = probs
             return EpochStage(index, UNSCORED, 0.0, probs)
-        eeg_post, probs = self._window_pass(self._window_features[order], ok_window, self._window_emg[order])
+        eeg_post, probs = self._window_pass(self._window_features[order], ok_window, order)
         self._window_post[order] = eeg_post
         self._window_filtered[slot] = eeg_post[-1]
         if not ok:
@@ -734,7 +770,7 @@ class LiveStager:
         best = int(probs.argmax())
         return EpochStage(index, best, float(probs[best]), probs)
 
-    def _window_pass(self, features: np.ndarray, ok: np.ndarray, emg: np.ndarray) -> tuple:
+    def _window_pass(self, features: np.ndarray, ok: np.ndarray, order: np.ndarray) -> tuple:
         """Offline staging of the window, one EM step of the offsets from each start: the EEG-only
         posterior of every window epoch (T, 5), and the stage probabilities of the last (5,)."""
         bank = _gain_bank(self.model, features, ok)
@@ -746,15 +782,18 @@ class LiveStager:
                 best = result
         post, _, self._offset, self._gain = best
         probs = post[-1]
-        tone = ok & np.isfinite(emg)
-        reference = tone & (post[:, 2] + post[:, 3] > 0.5)
-        if self.n_emg and tone[-1] and reference.sum() >= MIN_EMG_REFERENCE_EPOCHS:
-            emg_z = np.where(tone, robust_z(np.where(tone, emg, 0.0), emg[reference]), 0.0)
-            probs = _bank_posterior(self.model, features - self._offset, ok, emg_z, bank, self._window_prior)[0][-1]
+        nrem = ok & (post[:, 2] + post[:, 3] > 0.5)
+        aux = auxiliary_loglik(
+            self.model, nrem, emg_power=self._window_emg[order] if self.n_emg else None,
+            eye_sizes=self._window_eye_sizes[order] if self.n_eog else None,
+            eye_scale=self._window_eye_scale[order] if self.n_eog else None,
+            movement=self._window_movement[order] if self.n_acc else None)
+        if aux is not None:
+            probs = _bank_posterior(self.model, features - self._offset, ok, aux, bank, self._window_prior)[0][-1]
         return post, probs
 
-    def _remember(self, features, emg_power) -> int:
-        """Add an epoch (its features and EMG log power, None when unscorable) to the window and
+    def _remember(self, features, emg_power: float, eye: tuple, moving: float) -> int:
+        """Add an epoch (its features, None when unscorable, and :meth:`_check_epoch`'s measures) to the window and
         return its slot; the oldest one, when the window is full, leaves: it commits the offsets'
         evidence its last posterior gives, and its causal probabilities become the prior."""
         size = OFFSET_WINDOW_EPOCHS
@@ -771,6 +810,8 @@ class LiveStager:
         slot = (self._window_start + self._window_len) % size
         self._window_ok[slot] = features is not None
         self._window_features[slot] = 0.0 if features is None else features
-        self._window_emg[slot] = np.nan if emg_power is None or features is None else emg_power
+        self._window_emg[slot] = np.nan if features is None else emg_power
+        self._window_eye_sizes[slot], self._window_eye_scale[slot] = eye if features is not None else (np.nan, np.nan)
+        self._window_movement[slot] = np.nan if features is None else moving
         self._window_len += 1
         return slot

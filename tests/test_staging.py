@@ -355,3 +355,56 @@ def test_dropping_hopeless_gain_hypotheses_after_the_first_pass_changes_nothing(
     whole = stage(data[:2], band.fs, emg=data[3])
     np.testing.assert_array_equal(narrowed.stages, whole.stages)
     np.testing.assert_allclose(narrowed.probabilities, whole.probabilities, rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def eyes_night():
+    """A Cyton+Daisy night without its chin EMG: EEG, a left and right EOG pair, an accelerometer."""
+    band = SimulatedHeadband("cyton-daisy", hours=3, seed=7)
+    rows = {kind: [i for i, k in enumerate(band.kinds) if k == kind] for kind in ("EEG", "EOG", "ACC")}
+    rows["EEG"] = rows["EEG"][:2]
+    return band, band.read_all(), rows
+
+
+def test_eye_movements_make_rem_surer_and_leave_nrem_alone(eyes_night):
+    band, data, rows = eyes_night
+    eeg, eog = data[rows["EEG"]], data[rows["EOG"]]
+    without, with_eog = stage(eeg, band.fs), stage(eeg, band.fs, eog=eog)
+    rem, n2 = band.hypnogram == STAGES.index("REM"), band.hypnogram == STAGES.index("N2")
+    assert rem.sum() >= 20
+    assert with_eog.probabilities[rem, 4].mean() > without.probabilities[rem, 4].mean() + 0.05
+    assert with_eog.probabilities[n2, 4].mean() <= without.probabilities[n2, 4].mean() + 0.01
+    # the EOG's threshold is the recording's own: its gain, and the EEG's, do not matter
+    for gain in (0.5, 2.0):
+        scaled = stage(eeg * gain, band.fs, eog=eog * gain).stages
+        assert (scaled != with_eog.stages).mean() <= 0.05
+
+
+def test_body_movement_makes_wake_likelier_where_the_head_moves(eyes_night):
+    from dsp.evidence import movement_seconds
+
+    band, data, rows = eyes_night
+    eeg, acc = data[rows["EEG"]], data[rows["ACC"]]
+    without, with_acc = stage(eeg, band.fs), stage(eeg, band.fs, acc=acc, acc_fs=band.fs)
+    moving = movement_seconds(acc, band.fs, len(band.hypnogram)) > 0
+    assert 10 <= moving.sum() <= 0.5 * moving.size
+    assert with_acc.probabilities[moving, 0].mean() > without.probabilities[moving, 0].mean()
+    assert abs(with_acc.probabilities[~moving, 0].mean() - without.probabilities[~moving, 0].mean()) < 0.01
+
+
+def test_live_staging_reads_the_eog_and_accelerometer_too(eyes_night):
+    band, data, rows = eyes_night
+
+    def live(eog: bool) -> np.ndarray:
+        stager = LiveStager(band.fs, n_eeg=2, n_eog=2 if eog else 0, n_acc=3 if eog else 0)
+        out = []
+        for i in range(0, data.shape[1], 250):
+            block = data[:, i:i + 250]
+            out += stager.push(block[rows["EEG"]], None, *((block[rows["EOG"]], block[rows["ACC"]]) if eog else ()))
+        return np.array([e.stage for e in out])
+
+    rem = band.hypnogram == STAGES.index("REM")
+    with_eyes, without = live(True), live(False)
+    assert (with_eyes[rem] == 4).mean() > (without[rem] == 4).mean()
+    with pytest.raises(SignalError, match="EOG"):
+        LiveStager(band.fs, n_eog=2).push(data[:1, :100])

@@ -46,6 +46,16 @@ def test_model_files_round_trip_and_bad_files_are_refused(tmp_path):
     np.testing.assert_allclose(back.prototypes, model.prototypes)
     np.testing.assert_allclose(back.transitions, model.transitions)
     assert json.loads(path.read_text())["format"] == MODEL_FORMAT
+    edited = json.loads(path.read_text())
+    edited["eog_weight"] = [0.0, 0.0, -2.0, -2.0, 3.0]  # a user's own weights are kept
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    np.testing.assert_allclose(load_model(tmp_path / "edited.json").eog_weight, edited["eog_weight"])
+    for key in ("eog_weight", "movement_weight"):  # files saved before the stager read EOG and accelerometers
+        del edited[key]
+    (tmp_path / "earlier.json").write_text(json.dumps(edited))
+    earlier = load_model(tmp_path / "earlier.json")
+    np.testing.assert_allclose(earlier.eog_weight, model.eog_weight)
+    np.testing.assert_allclose(earlier.movement_weight, model.movement_weight)
     (tmp_path / "notjson").write_text("hello")
     with pytest.raises(ValueError, match="not JSON"):
         load_model(tmp_path / "notjson")
