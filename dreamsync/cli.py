@@ -748,13 +748,13 @@ def _print_summary(summary, device=None, recorded=None, capture=None, as_json: b
     if as_json:
         print(json.dumps({"type": "summary", "epochs": len(summary.epochs), "hours": round(total / 60, 4),
                           "eeg_channel": summary.eeg_channel, "emg_channel": summary.emg_channel,
+                          "other_channels": summary.others,
                           "samples": summary.samples, "samples_lost": summary.samples_lost, "reconnects": reconnects,
                           "minutes": minutes, "alarms": alarms, "authorized": len(summary.adjustments) - alarms,
                           "recording": None if recorded is None else str(recorded),
                           "capture": capture if recorded is not None else None}), flush=True)
         return
-    print(f"summary: {len(summary.epochs)} epochs ({total / 60:.2f} h) staged from {summary.eeg_channel}"
-          + (f" + {summary.emg_channel}" if summary.emg_channel else "")
+    print(f"summary: {len(summary.epochs)} epochs ({total / 60:.2f} h) staged from {summary.staged_from}"
           + f"; samples lost: {summary.samples_lost}"
           + (f"; reconnects: {reconnects}" if reconnects is not None else ""))
     print(f"adjustments: {alarms} alarm(s), {len(summary.adjustments) - alarms} authorized")
@@ -997,8 +997,7 @@ def _cmd_stage(args) -> int:
         json.dump(doc, fh)
     if not args.quiet:
         unscored = doc["stages"].count("?")
-        print(f"wrote {args.out}: {len(doc['stages'])} epochs staged from {', '.join(staged.eeg_channels)}"
-              + (f" + {staged.emg_channel}" if staged.emg_channel else "")
+        print(f"wrote {args.out}: {len(doc['stages'])} epochs staged from {staged.staged_from}"
               + (f", {unscored} unscorable" if unscored else ""))
     return EXIT_OK
 

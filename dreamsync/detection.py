@@ -139,7 +139,7 @@ def detect_file(path: str, *, channel: str | None = None, authorized=(), model=N
     from dsp.staging import stage
     from ingest.edf import read_edf
 
-    from .pipeline import read_channels, staging_channels
+    from .pipeline import other_channels, read_channels, staging_channels
 
     if _is_capture(path):
         import os
@@ -156,15 +156,14 @@ def detect_file(path: str, *, channel: str | None = None, authorized=(), model=N
         return DetectionReport(path, report.start, report.duration, report.fs, report.channels,
                                authorize(events, authorized), report.stages)
     rec = read_edf(path)
-    eeg, emg = staging_channels(rec, path, channel)
+    eeg, emg, eog, acc = staging_channels(rec, path, channel)
     rows = detection_channels(rec, eeg)
     data = read_channels(rec, rows)
     fs = rec.signals[eeg[0]].fs
     labels = [rec.labels[i] for i in rows]
     try:
-        staged = staging if staging is not None else stage(
-            data[: len(eeg)], fs, emg=rec.read(emg) if emg is not None else None,
-            emg_fs=rec.signals[emg].fs if emg is not None else None, model=model)
+        staged = staging if staging is not None else stage(data[: len(eeg)], fs, **other_channels(rec, emg, eog, acc),
+                                                           model=model)
     except SignalError as err:
         raise SignalError(f"{path}: channels {', '.join(labels[: len(eeg)])}: {err}") from None
     events = detect_adjustments(data, fs, stages=staged.stages)

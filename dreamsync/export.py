@@ -91,7 +91,8 @@ def staged_from_json(doc: dict):
     start = dt.datetime.fromisoformat(doc["start"]) if doc.get("start") else None
     channels = doc.get("channels") or {}
     result = StagingResult(stages, probabilities, confidence, epoch_length)
-    return StagedRecording(result, start, list(channels.get("eeg") or []), channels.get("emg"))
+    return StagedRecording(result, start, list(channels.get("eeg") or []), channels.get("emg"),
+                           list(channels.get("eog") or []), list(channels.get("acc") or []))
 
 
 def detection_from_json(doc: dict):

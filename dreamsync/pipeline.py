@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 
 from dsp.stages import EPOCH_SECONDS, STAGES, UNSCORED_LABEL, to_labels
-from ingest.channels import find_channel, pick_staging_channel
+from ingest.channels import find_channel, pick_eye_channels, pick_staging_channel
 from ingest.errors import RecordingError
 
 # EDF+ annotation text for each stage (the Sleep-EDF convention, with AASM stage names).
@@ -230,7 +230,13 @@ class LiveSummary:
     samples_lost: int = 0
     eeg_channel: str = ""  # the EEG channels staged from, comma-separated
     emg_channel: str | None = None
+    others: list = field(default_factory=list)  # the EOG and accelerometer channels staged from
     adjustments: list = field(default_factory=list)  # (AdjustmentEvent, authorized) as raised
+
+    @property
+    def staged_from(self) -> str:
+        """The channels staged from, for people (as :attr:`StagedRecording.staged_from`)."""
+        return staged_from([self.eeg_channel], [self.emg_channel] if self.emg_channel else [], self.others)
 
     def minutes_per_stage(self) -> dict:
         """Minutes in each stage (and ``"?"``), in stage order."""
@@ -280,9 +286,13 @@ class LiveSession:
         if not self._eeg:
             raise ValueError(f"device {device.device_id} has no EEG channel to stage from")
         self._emg = [i for i, k in enumerate(device.kinds) if k == "EMG"][:1]
+        self._eog = pick_eye_channels(device.channels, device.kinds)
+        self._acc = [i for i, k in enumerate(device.kinds) if k == "ACC"]
         self.summary = LiveSummary(eeg_channel=", ".join(device.channels[i] for i in self._eeg),
-                                   emg_channel=device.channels[self._emg[0]] if self._emg else None)
-        self._stager = LiveStager(device.fs, n_eeg=len(self._eeg), n_emg=len(self._emg), calibration=calibration)
+                                   emg_channel=device.channels[self._emg[0]] if self._emg else None,
+                                   others=[device.channels[i] for i in self._eog + self._acc])
+        self._stager = LiveStager(device.fs, n_eeg=len(self._eeg), n_emg=len(self._emg), calibration=calibration,
+                                  n_eog=len(self._eog), n_acc=len(self._acc))
         self._limit = None if duration is None else int(round(duration * device.fs))
         self._start: dt.datetime | None = None
         self._electrodes = [i for i, k in enumerate(device.kinds) if k in ("EEG", "EOG", "EMG")]
@@ -311,7 +321,8 @@ class LiveSession:
                 self.summary.samples_lost += block.lost_before
                 if self._monitor is not None:
                     self._alarm(self._monitor.push_gap(block.lost_before))
-            self._report(self._stager.push(data[self._eeg], data[self._emg] if self._emg else None))
+            self._report(self._stager.push(data[self._eeg], *(data[rows] if rows else None
+                                                              for rows in (self._emg, self._eog, self._acc))))
             if self._monitor is not None:
                 self._alarm(self._monitor.push(data[self._electrodes]))
                 if hasattr(self.device, "stream_alarms"):  # packets replayed, re-sequenced, forged
@@ -599,6 +610,14 @@ class StagedRecording:
     start: dt.datetime | None
     eeg_channels: list
     emg_channel: str | None
+    eog_channels: list = field(default_factory=list)
+    acc_channels: list = field(default_factory=list)
+
+    @property
+    def staged_from(self) -> str:
+        """The channels staged from, for people: ``"C4-M1, Fpz-M2 + EMG chin + EOG E1-M2, EOG E2-M1"``."""
+        return staged_from(self.eeg_channels, [self.emg_channel] if self.emg_channel else [],
+                           self.eog_channels, self.acc_channels)
 
     def to_json(self) -> dict:
         """The ``stage`` output contract: epoch_length, start, stages, confidence (+ provenance,
@@ -614,11 +633,17 @@ class StagedRecording:
             "start": self.start.isoformat() if self.start else None,
             "stages": to_labels(r.stages),
             "confidence": [round(float(c), 4) for c in r.confidence],
-            "channels": {"eeg": list(self.eeg_channels), "emg": self.emg_channel},
+            "channels": {"eeg": list(self.eeg_channels), "emg": self.emg_channel, "eog": list(self.eog_channels),
+                         "acc": list(self.acc_channels)},
             "hypnodensity": {name: [round(float(p), 4) for p in r.probabilities[:, k]] for k, name in enumerate(STAGES)},
             "statistics": sleep_statistics(r.stages, r.epoch_length),
             **extra,
         }
+
+
+def staged_from(*groups) -> str:
+    """Channel label groups (EEG, EMG, EOG, accelerometer) joined for people; empty groups left out."""
+    return " + ".join(", ".join(g) for g in groups if len(g))
 
 
 def staging_channels(rec, path: str, channel: str | None = None) -> tuple:
@@ -640,6 +665,11 @@ def staging_channels(rec, path: str, channel: str | None = None) -> tuple:
         EEG channel indices, all at one rate.
     emg : int or None
         A chin EMG channel sampled at >= 50 Hz, if the file has one.
+    eog : list of int
+        EOG channels that show eye movements apart from EEG (:func:`ingest.channels.pick_eye_channels`:
+        a left and right pair at one rate, or one bipolar derivation), at >= 12 Hz; else empty.
+    acc : list of int
+        Accelerometer axes at one rate of >= 2 Hz (the first axis' rate), if the file has them.
 
     Raises
     ------
@@ -661,7 +691,22 @@ def staging_channels(rec, path: str, channel: str | None = None) -> tuple:
             raise RecordingError(f"{path}: no EEG channel found (channels: {shown}); name one with --channel")
         eeg = [i for i, k in enumerate(kinds) if k == "EEG" and rec.signals[i].fs == rec.signals[best].fs]
     emg = next((i for i, k in enumerate(kinds) if k == "EMG" and rec.signals[i].fs >= 50), None)
-    return eeg, emg
+    eog = pick_eye_channels(labels, kinds)
+    if eog and (len({rec.signals[i].fs for i in eog}) > 1 or rec.signals[eog[0]].fs < 12):
+        eog = []
+    acc = [i for i, k in enumerate(kinds) if k == "ACC"]
+    acc = [i for i in acc if rec.signals[i].fs == rec.signals[acc[0]].fs >= 2]
+    return eeg, emg, eog, acc
+
+
+def other_channels(rec, emg, eog, acc) -> dict:
+    """:func:`dsp.staging.stage`'s keyword arguments for the non-EEG channels of
+    :func:`staging_channels`: readers (a chunk read at a time) and their rates."""
+    out = {}
+    for name, rows in (("emg", [] if emg is None else [emg]), ("eog", eog), ("acc", acc)):
+        if rows:
+            out[name], out[f"{name}_fs"] = rec.reader(rows), rec.signals[rows[0]].fs
+    return out
 
 
 def read_channels(rec, indices) -> np.ndarray:
@@ -712,8 +757,8 @@ def stage_file(path: str, *, channel: str | None = None, model=None, calibration
         The recording.
     channel : str, optional
         EEG channel label(s) to stage from, comma-separated (see :func:`staging_channels`); by
-        default every EEG channel at the best-placed one's rate. A chin EMG channel is used too
-        when the file has one.
+        default every EEG channel at the best-placed one's rate. A chin EMG channel, a left and
+        right EOG pair (or a bipolar one) and an accelerometer are used too when the file has them.
     model : dsp.model.StagingModel, optional
         Staging parameters, e.g. from ``dreamsync train``; the default model if omitted.
     calibration : ndarray, shape (n_features,), optional
@@ -744,7 +789,7 @@ def stage_file(path: str, *, channel: str | None = None, model=None, calibration
     # Header and annotations first, and the file let go (its pages count as this process's memory)
     # before the stager's numerical libraries load: the two never take memory at the same time.
     rec = read_edf(path)
-    eeg, emg = staging_channels(rec, path, channel)
+    eeg, emg, eog, acc = staging_channels(rec, path, channel)
     rec.close()
     labels = rec.labels
     # The first call imports numba and loads its cached kernels: tens of thousands of objects that
@@ -757,9 +802,7 @@ def stage_file(path: str, *, channel: str | None = None, model=None, calibration
         from dsp.staging import stage
 
         reader = rec.reader(eeg) if progress is None else _ProgressReader(rec.reader(eeg), progress)
-        result = stage(reader, rec.signals[eeg[0]].fs,
-                       emg=rec.reader([emg]) if emg is not None else None,
-                       emg_fs=rec.signals[emg].fs if emg is not None else None, model=model,
+        result = stage(reader, rec.signals[eeg[0]].fs, **other_channels(rec, emg, eog, acc), model=model,
                        calibration=calibration)
     except SignalError as err:
         raise SignalError(f"{path}: channels {', '.join(labels[i] for i in eeg)}: {err}") from None
@@ -768,4 +811,5 @@ def stage_file(path: str, *, channel: str | None = None, model=None, calibration
             gc.freeze()
             gc.enable()
         rec.close()
-    return StagedRecording(result, rec.start, [labels[i] for i in eeg], labels[emg] if emg is not None else None)
+    return StagedRecording(result, rec.start, [labels[i] for i in eeg], labels[emg] if emg is not None else None,
+                           [labels[i] for i in eog], [labels[i] for i in acc])

@@ -253,7 +253,7 @@ def collect_report(path: str, *, authorized=None, channel: str | None = None, ca
 
     say(f"reading {path}")
     rec = read_edf(path)
-    eeg, _ = staging_channels(rec, path, channel)
+    eeg = staging_channels(rec, path, channel)[0]
     if isinstance(authorized, (str, os.PathLike)):
         authorized = load_authorized(os.fspath(authorized), rec.start)
     windows = list(authorized or ())
@@ -748,8 +748,7 @@ def render_report(data: ReportData, *, figures: dict | None = None, extra_sectio
         ("file", _esc(data.path)), ("start (clock time)", _esc(start)),
         ("duration", _esc(f"{_length(data.duration)} ({len(r.stages)} epochs of {r.epoch_length:g} s)")),
         ("channels", _esc(channels)),
-        ("staged from", _esc(", ".join(data.staged.eeg_channels)
-                             + (f" + {data.staged.emg_channel}" if data.staged.emg_channel else ""))),
+        ("staged from", _esc(data.staged.staged_from)),
         ("adjustments", (f'<span class="alarm">{alarms} alarm(s)</span>' if alarms
                          else '<span class="ok">no alarm</span>')
          + _esc(f", {len(events) - alarms} authorized; consent windows: {len(data.authorized_windows)}")),

@@ -81,7 +81,7 @@ def recording_features(psg, hypnogram, *, channel: str | None = None) -> tuple:
     from .pipeline import read_channels, staging_channels
 
     rec = read_edf(psg)
-    eeg, _ = staging_channels(rec, str(psg), channel)
+    eeg = staging_channels(rec, str(psg), channel)[0]
     fs = rec.signals[eeg[0]].fs
     if fs < MIN_RATE_HZ:
         raise RecordingError(f"{psg}: EEG at {fs:g} Hz; staging needs at least {MIN_RATE_HZ:g} Hz")

@@ -60,6 +60,33 @@ def pick_staging_channel(labels, kinds) -> int | None:
     return min(eeg, key=lambda i: (_staging_rank(labels[i]), i))
 
 
+def pick_eye_channels(labels, kinds) -> list:
+    """EOG channels that show horizontal eye movements apart from the EEG, as staging reads them.
+
+    One bipolar horizontal derivation (``E1-E2``, ``LOC-ROC``, ``"EOG horizontal"``, ``HEOG``) if
+    there is one, else a left and a right electrode each to a reference (E1/LOC, E2/ROC), else none:
+    a lone eye-to-mastoid lead also carries the frontal EEG (see :mod:`dsp.evidence`).
+
+    Returns
+    -------
+    list of int
+        ``[bipolar]``, ``[left, right]`` or ``[]``.
+    """
+    left, right = [], []
+    for i, (label, kind) in enumerate(zip(labels, kinds)):
+        if kind != "EOG":
+            continue
+        sites = set(_sites(label))
+        up = label.upper()
+        if ({"E1", "LOC"} & sites and {"E2", "ROC"} & sites) or "HORIZ" in up or "HEOG" in up:
+            return [i]
+        if {"E1", "LOC"} & sites:
+            left.append(i)
+        elif {"E2", "ROC"} & sites:
+            right.append(i)
+    return [left[0], right[0]] if left and right else []
+
+
 def find_channel(labels, name: str) -> int:
     """Index of the channel called ``name``: exact, then case-insensitive, then without an
     ``"EEG "``-style prefix.

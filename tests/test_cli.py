@@ -44,9 +44,21 @@ def test_simulate_then_stage_gives_a_hypnogram_of_the_right_length(simulated, tm
     assert set(doc["stages"]) <= {"W", "N1", "N2", "N3", "REM", "?"}
     assert all(0 <= c <= 1 for c in doc["confidence"])
     assert doc["start"].endswith("23:00:00") and doc["channels"]["eeg"] == ["EEG C4-M1", "EEG Fpz-M2"]
+    assert doc["channels"]["eog"] == [] and doc["channels"]["acc"] == []  # one eye-to-mastoid lead: not read
     stats = doc["statistics"]
     assert stats["TIB"] == 30.0 and 0 <= stats["SE"] <= 1
     assert stats["TST"] == 0.5 * sum(s in ("N1", "N2", "N3", "REM") for s in doc["stages"])
+
+
+def test_stage_reads_the_eog_pair_and_accelerometer_a_recording_has(tmp_path):
+    edf, out = tmp_path / "daisy.edf", tmp_path / "daisy.json"
+    assert run_cli("simulate", "--device", "cyton-daisy", "--hours", "0.25", "--seed", "2", "--out", edf).returncode == 0
+    res = run_cli("stage", edf, "--out", out)
+    assert res.returncode == 0, res.stderr
+    channels = json.loads(out.read_text())["channels"]
+    assert channels["emg"] == "EMG chin" and channels["eog"] == ["EOG E1-M2", "EOG E2-M1"]
+    assert channels["acc"] == ["ACC X", "ACC Y", "ACC Z"]
+    assert "+ EOG E1-M2, EOG E2-M1 + ACC X, ACC Y, ACC Z" in res.stdout
 
 
 def test_a_staged_night_calibrates_the_next_staging_and_a_bad_calibration_is_one_line(simulated, tmp_path):

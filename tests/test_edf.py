@@ -5,7 +5,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from ingest.channels import find_channel, kind_from_label, pick_staging_channel
+from ingest.channels import find_channel, kind_from_label, pick_eye_channels, pick_staging_channel
 from ingest.edf import read_edf, write_edf
 from ingest.errors import RecordingError
 
@@ -82,6 +82,19 @@ def test_kind_from_label(label, kind):
 def test_staging_channel_choice(labels, expected):
     index = pick_staging_channel(labels, [kind_from_label(s) for s in labels])
     assert (labels[index] if index is not None else None) == expected
+
+
+@pytest.mark.parametrize("labels, expected", [
+    (["EEG Fpz-Cz", "EOG horizontal", "EMG submental"], ["EOG horizontal"]),  # Sleep-EDF: bipolar
+    (["EEG C4-M1", "EOG E1-M2", "EOG E2-M1", "EMG chin"], ["EOG E1-M2", "EOG E2-M1"]),
+    (["ROC-A1", "LOC-A2"], ["LOC-A2", "ROC-A1"]),  # left first, whatever the file's order
+    (["EOG E1-E2"], ["EOG E1-E2"]),
+    (["EEG C4-M1", "EOG E1-M2"], []),  # one eye to a mastoid: frontal EEG would pass for eye movements
+    (["EEG C4-M1"], []),
+])
+def test_eye_channel_choice(labels, expected):
+    found = pick_eye_channels(labels, [kind_from_label(s) for s in labels])
+    assert [labels[i] for i in found] == expected
 
 
 def test_find_channel_is_lenient_but_says_what_exists():
