@@ -28,7 +28,7 @@ from scipy.ndimage import maximum_filter1d
 
 from .eye_movements import REM_BAND_HZ, _deflections
 from .features import CHUNK_EPOCHS, emg_log_power, hold_missing
-from .quality import epoch_quality, scorable
+from .quality import scorable_epochs
 from .stages import EPOCH_SECONDS
 
 #: Scorable epochs the EEG calls NREM needed before a reference-relative measure is used.
@@ -71,7 +71,7 @@ def emg_tone(emg, fs: float, n_epochs: int):
     -------
     ndarray, shape (n_epochs,) or None
         :func:`dsp.features.emg_log_power` (log10 uV^2) of each epoch, NaN where a channel cannot
-        be scored (:func:`dsp.quality.scorable`); None when the EMG is shorter than ``n_epochs``.
+        be scored (:func:`dsp.quality.scorable_epochs`); None when the EMG is shorter than ``n_epochs``.
     """
     n_per = int(round(EPOCH_SECONDS * fs))
     if emg.shape[1] < n_epochs * n_per:
@@ -81,8 +81,7 @@ def emg_tone(emg, fs: float, n_epochs: int):
         e1 = min(n_epochs, e0 + CHUNK_EPOCHS)
         epochs = np.stack([np.asarray(emg[c, e0 * n_per : e1 * n_per], dtype=np.float64).reshape(e1 - e0, n_per)
                            for c in range(emg.shape[0])])
-        usable = np.all([scorable(epoch_quality(channel)) for channel in epochs], axis=0)
-        power[e0:e1] = np.where(usable, emg_log_power(epochs, fs), np.nan)
+        power[e0:e1] = np.where(scorable_epochs(epochs), emg_log_power(epochs, fs), np.nan)
     return power
 
 
@@ -119,7 +118,7 @@ def eye_movement_stretch(eog: np.ndarray, fs: float, skip: int, n_epochs: int) -
     n_per = int(round(EPOCH_SECONDS * fs))
     x = np.array(eog[:, : skip + n_epochs * n_per], dtype=np.float64)
     body = x[:, skip:]
-    usable = np.all([scorable(epoch_quality(row.reshape(n_epochs, n_per))) for row in body], axis=0)
+    usable = scorable_epochs(body.reshape(body.shape[0], n_epochs, n_per))
     first = np.array([row[np.isfinite(row)][0] if np.isfinite(row).any() else 0.0 for row in x])
     hold_missing(x, first)
     analysed, hw, deflection, _ = _deflections(x, fs, REM_BAND_HZ)

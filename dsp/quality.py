@@ -196,6 +196,21 @@ def scorable(quality: np.ndarray) -> np.ndarray:
     )
 
 
+def scorable_epochs(epochs: np.ndarray) -> np.ndarray:
+    """Which epochs can be scored on every channel.
+
+    Parameters
+    ----------
+    epochs : ndarray, shape (n_channels, n_epochs, n_samples)
+        Signal in uV; NaN marks lost samples.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_epochs,)
+    """
+    return np.all([scorable(epoch_quality(ch)) for ch in epochs], axis=0)
+
+
 def unscorable_reason(quality: np.ndarray) -> str:
     """Why most epochs fail :func:`scorable`, in a few words (for error messages)."""
     reasons = {

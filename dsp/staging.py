@@ -53,7 +53,7 @@ from .features import (EEG_FEATURES, GAIN_DEPENDENT, eeg_features, emg_log_power
                        entropy_input, to_working_rate, working_rate, working_rate_features)
 from .hmm import bank_evidence, bank_mixture_posterior, sequence_log_evidence
 from .model import StagingModel, default_model
-from .quality import epoch_quality, scorable, unscorable_reason
+from .quality import epoch_quality, scorable, scorable_epochs, unscorable_reason
 from .stages import EPOCH_SECONDS, STAGES, UNSCORED
 
 MIN_RATE_HZ = 50.0
@@ -147,21 +147,6 @@ def _is_reader(x) -> bool:
     """A 2-D array-like that reads samples when sliced (e.g. ingest.edf.SignalReader): kept as it is."""
     return (not isinstance(x, np.ndarray) and hasattr(x, "__getitem__")
             and len(getattr(x, "shape", ())) == 2 and x.shape[0] > 0)
-
-
-def scorable_epochs(epochs: np.ndarray) -> np.ndarray:
-    """Which epochs can be scored on every channel.
-
-    Parameters
-    ----------
-    epochs : ndarray, shape (n_channels, n_epochs, n_samples)
-        Signal in uV; NaN marks lost samples.
-
-    Returns
-    -------
-    ndarray of bool, shape (n_epochs,)
-    """
-    return np.all([scorable(epoch_quality(ch)) for ch in epochs], axis=0)
 
 
 @dataclass(frozen=True)
