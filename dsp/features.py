@@ -27,6 +27,9 @@ recording.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -125,7 +128,7 @@ def fill_missing(epochs: np.ndarray) -> np.ndarray:
     return np.where(bad, finite.sum(axis=-1, keepdims=True) / counts, epochs)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def hold_missing(x, last):
     """Replace each non-finite sample by the last finite one before it, in place.
 
@@ -185,7 +188,7 @@ def to_working_rate(eeg: np.ndarray, fs: float) -> np.ndarray:
     return np.array(rows)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def permutation_entropy3(epochs, delay):
     """Normalised permutation entropy of order 3 of every epoch.
 
@@ -252,7 +255,7 @@ def _slope_design(n_freqs: int, df: float) -> tuple:
     return fit, centred
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def spectral_features(psd, freqs, edges, fit, centred, out):
     """The spectral EEG features of every epoch, from its power spectrum, into ``out``.
 
@@ -397,18 +400,15 @@ def _first_finite_value(eeg, channel: int, n_samples: int) -> float:
     return 0.0
 
 
-def _to_working(x, factor, taps, poly, down, half_len, k0, w0, w1) -> np.ndarray:
-    """Working-rate samples ``w0 .. w1 - 1`` from the input stretch ``x`` that starts at input
-    sample ``k0``: decimated by ``factor`` through ``taps``, or (``factor`` 0) resampled by the
-    polyphase filter ``poly`` (``down``, ``half_len``), or (``factor`` 1) as they are."""
-    if factor > 1:
-        return fir_decimate(x, taps, factor, k0, w0, w1 - w0)
-    if factor == 0:
-        return polyphase_resample(x[None, :], poly, down, half_len, k0, w0, w1 - w0)[0]
-    return np.asarray(x[w0 - k0 : w1 - k0], dtype=np.float64)
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity set where the OS reports one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on macOS and Windows
+        return os.cpu_count() or 1
 
 
-def working_rate_features(eeg, fs: float, n_epochs: int) -> tuple:
+def working_rate_features(eeg, fs: float, n_epochs: int, workers: int = 1) -> tuple:
     """Features and native-rate quality of each channel's first ``n_epochs`` 30-s epochs.
 
     The same numbers as :func:`epoch_quality` of each channel's epochs and :func:`eeg_features` of
@@ -426,6 +426,10 @@ def working_rate_features(eeg, fs: float, n_epochs: int) -> tuple:
         Sample rate in Hz (>= 50).
     n_epochs : int
         Whole epochs to compute (at most ``n_samples // (30 * fs)``); later samples are ignored.
+    workers : int, optional
+        Threads that share the chunks, by default 1. Each takes a contiguous run of chunks; the
+        kernels release the GIL, so on as many free cores the time falls nearly as many times.
+        The numbers do not depend on it. A reader that is not an ndarray is read by one thread.
 
     Returns
     -------
@@ -433,19 +437,17 @@ def working_rate_features(eeg, fs: float, n_epochs: int) -> tuple:
     quality : ndarray, shape (n_channels, n_epochs, 3)
         :func:`dsp.quality.epoch_quality` of each channel's epochs at the native rate.
     """
-    n_channels = eeg.shape[0]
     n_per = int(round(EPOCH_SECONDS * fs))
     rate, factor = working_rate(fs)
     n_work = int(round(EPOCH_SECONDS * rate))
     n_used = n_epochs * n_per  # the resampler sees whole epochs only; later samples count as zero
-    taps = poly = None
-    up = down = half_len = half = 0
+    filt = _WorkingFilter(factor)
     if factor > 1:
-        taps = _cached_decimator(factor, ("kaiser", 5.0))
-        half = (taps.size - 1) // 2
+        filt.taps = _cached_decimator(factor, ("kaiser", 5.0))
+        half = (filt.taps.size - 1) // 2
     elif factor == 0:
-        up, down = rational_factors(fs, rate)
-        poly, half_len = design_polyphase(up, down)
+        filt.up, filt.down = rational_factors(fs, rate)
+        filt.poly, filt.half_len = design_polyphase(filt.up, filt.down)
     context = int(round(CONTEXT_SECONDS * rate))
     plan = []  # per chunk: its epochs, the working samples computed (with context), the input read
     for e0 in range(0, n_epochs, CHUNK_EPOCHS):
@@ -455,23 +457,81 @@ def working_rate_features(eeg, fs: float, n_epochs: int) -> tuple:
         if factor > 1:
             k0, k1 = max(0, w0 * factor - half), min(n_used, (w1 - 1) * factor + half + 1)
         elif factor == 0:
-            k0 = max(0, (w0 * down + half_len) // up - poly.shape[1] + 1)
-            k1 = min(n_used, ((w1 - 1) * down + half_len) // up + 1)
+            k0 = max(0, (w0 * filt.down + filt.half_len) // filt.up - filt.poly.shape[1] + 1)
+            k1 = min(n_used, ((w1 - 1) * filt.down + filt.half_len) // filt.up + 1)
         else:
             k0, k1 = w0, w1
         plan.append((e0, e1, w0, w1, min(k0, e0 * n_per), max(k1, e1 * n_per)))
-    width = _entropy_width(rate)
+    n_channels = eeg.shape[0]
     features = np.empty((n_channels, n_epochs, len(EEG_FEATURES)))
     quality = np.empty((n_channels, n_epochs, 3))
+    args = (eeg, plan, filt, n_per, n_work, n_used, rate, features, quality)
+    workers = max(1, min(int(workers), len(plan))) if isinstance(eeg, np.ndarray) else 1
+    if workers == 1:
+        _chunk_features(*args, 0, len(plan))
+        return features, quality
+    bounds = np.linspace(0, len(plan), workers + 1).round().astype(int)
+    with ThreadPoolExecutor(workers - 1) as pool:
+        others = [pool.submit(_chunk_features, *args, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
+        _chunk_features(*args, bounds[0], bounds[1])
+        for done in others:
+            done.result()  # raises what the worker raised
+    return features, quality
+
+
+@dataclass
+class _WorkingFilter:
+    """How :func:`working_rate_features` reaches the working rate: decimation by ``factor`` through
+    ``taps``, or (``factor`` 0) polyphase resampling (``poly``, ``up``, ``down``, ``half_len``), or
+    (``factor`` 1) none."""
+
+    factor: int
+    taps: np.ndarray | None = None
+    poly: np.ndarray | None = None
+    up: int = 0
+    down: int = 0
+    half_len: int = 0
+
+    def apply(self, x: np.ndarray, k0: int, w0: int, w1: int) -> np.ndarray:
+        """Working-rate samples ``w0 .. w1 - 1`` from the input stretch ``x`` that starts at input
+        sample ``k0``."""
+        if self.factor > 1:
+            return fir_decimate(x, self.taps, self.factor, k0, w0, w1 - w0)
+        if self.factor == 0:
+            return polyphase_resample(x[None, :], self.poly, self.down, self.half_len, k0, w0, w1 - w0)[0]
+        return np.asarray(x[w0 - k0 : w1 - k0], dtype=np.float64)
+
+
+def _held_before(eeg, channel: int, stop: int, n_used: int) -> float:
+    """The value a lost sample at ``stop`` of a channel is held at: the last finite sample before
+    it, else the channel's first finite sample (0 if none)."""
+    step = 1 << 20
+    for b in range(stop, 0, -step):
+        x = np.asarray(eeg[channel, max(0, b - step) : b])
+        i = _finite_index(x, True)
+        if i >= 0:
+            return float(x[i])
+    return _first_finite_value(eeg, channel, n_used)
+
+
+def _chunk_features(eeg, plan, filt, n_per, n_work, n_used, rate, features, quality, first, stop) -> None:
+    """:func:`working_rate_features` of the chunks ``plan[first:stop]``, into ``features`` and
+    ``quality``."""
+    width = _entropy_width(rate)
+    n_channels = eeg.shape[0]
     held = np.full(n_channels, np.nan)  # per channel, the value a lost sample before the chunk is held at
-    for index, (e0, e1, w0, w1, k0, k1) in enumerate(plan):
+    for index in range(first, stop):
+        e0, e1, w0, w1, k0, k1 = plan[index]
         for c in range(n_channels):  # chunk by chunk, then channel by channel: a reader reads each stretch once
             x = np.asarray(eeg[c, k0:k1])
             if x.dtype not in (np.float32, np.float64):
                 x = x.astype(np.float64)
-            if index == 0:  # leading lost samples are held at the channel's first finite value
-                i = _finite_index(x, False)
-                held[c] = x[i] if i >= 0 else _first_finite_value(eeg, c, n_used)
+            if index == first:  # leading lost samples are held at the value before them
+                if index == 0:
+                    i = _finite_index(x, False)
+                    held[c] = x[i] if i >= 0 else _first_finite_value(eeg, c, n_used)
+                else:
+                    held[c] = _held_before(eeg, c, k0, n_used)
             start = held[c : c + 1].copy()
             if index + 1 < len(plan):  # the value held just before the next chunk's first sample
                 i = _finite_index(x[: plan[index + 1][4] - k0], True)
@@ -479,7 +539,7 @@ def working_rate_features(eeg, fs: float, n_epochs: int) -> tuple:
                     held[c] = x[i]
             # The anti-alias filter reads the chunk first: its arithmetic hides the wait for the
             # samples to arrive from memory, and epoch_quality then finds them in the CPU caches.
-            working = _to_working(x, factor, taps, poly, down, half_len, k0, w0, w1)
+            working = filt.apply(x, k0, w0, w1)
             body = slice(e0 * n_per - k0, e1 * n_per - k0)
             quality[c, e0:e1] = epoch_quality(x[body].reshape(e1 - e0, n_per))
             # lost samples are held so the filters do not spread them, and the chunk filtered
@@ -489,12 +549,11 @@ def working_rate_features(eeg, fs: float, n_epochs: int) -> tuple:
                     or _has_nonfinite(x[body.stop :])):
                 x = x.astype(np.float64)[None, :]
                 hold_missing(x, start)
-                working = _to_working(x[0], factor, taps, poly, down, half_len, k0, w0, w1)
+                working = filt.apply(x[0], k0, w0, w1)
             band = triangle_highpass(working, width)
             keep = slice(e0 * n_work - w0, e1 * n_work - w0)
             features[c, e0:e1] = _channel_epoch_features(working[keep].reshape(e1 - e0, n_work),
                                                          band[keep].reshape(e1 - e0, n_work), rate)
-    return features, quality
 
 
 def emg_log_power(epochs: np.ndarray, fs: float) -> np.ndarray:

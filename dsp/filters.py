@@ -409,7 +409,7 @@ def _odd_extended(x, k, pad):
     return x[i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def triangle_highpass(x, width):
     """Zero-phase high-pass: each sample minus the mean of its neighbours under a triangular window.
 

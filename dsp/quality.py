@@ -153,7 +153,7 @@ def _careful_quality(row, out):
     out[2] = at_extremes / count
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def epoch_quality(epochs):
     """Quality measures of every epoch.
 

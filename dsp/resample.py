@@ -115,7 +115,7 @@ def design_polyphase(up: int, down: int, window=("kaiser", 5.0)) -> tuple[np.nda
     return np.ascontiguousarray(padded.reshape(n_per_phase, up).T), half_len
 
 
-@njit(cache=True, fastmath=True)  # fastmath: lets the dot product vectorise (sums reassociated)
+@njit(cache=True, nogil=True, fastmath=True)  # fastmath: lets the dot product vectorise (sums reassociated)
 def polyphase_resample(x, taps, down, half_len, x_start, first_out, n_out):
     """Output samples ``first_out .. first_out + n_out - 1`` of the resampled rows.
 
@@ -224,7 +224,7 @@ def design_decimator(down: int, window=("kaiser", 5.0), half_width: int = 5) -> 
 _DECIMATE_BLOCK = 8
 
 
-@njit(cache=True, fastmath=True)  # fastmath: lets the dot products vectorise (sums reassociated)
+@njit(cache=True, nogil=True, fastmath=True)  # fastmath: lets the dot products vectorise (sums reassociated)
 def fir_decimate(x, taps, down, x_start, first_out, n_out):
     """Output samples ``first_out .. first_out + n_out - 1`` of the filtered, decimated signal.
 

@@ -62,7 +62,7 @@ def band_powers(psd, freqs, edges):
     return out
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def _welch_segments(epochs, window, step, out, means):
     """Fill ``out[e, s]`` with segment ``s`` of epoch ``e`` (``len(window)`` samples from ``s * step``)
     times the window, and ``means[e, s]`` with the segment's mean, in one pass over the samples."""
@@ -80,7 +80,7 @@ def _welch_segments(epochs, window, step, out, means):
             means[e, s] = total / n_per
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=True)
 def _mean_power(parts, means, window_low, scale, out):
     """``out[e, f]``: mean over segments of ``|spectra[e, s, f] - means[e, s] * window_low[f]|^2``,
     times ``scale``, from ``parts``, the spectra's real and imaginary parts side by side (a float64

@@ -49,7 +49,7 @@ from numba import njit
 from .errors import SignalError
 from .evidence import (EYE_CONTEXT_S, MAX_EYE_MOVEMENTS, auxiliary_loglik, emg_tone, eye_movement_stretch,
                        eye_movements, movement_seconds)
-from .features import (EEG_FEATURES, GAIN_DEPENDENT, eeg_features, emg_log_power,
+from .features import (EEG_FEATURES, GAIN_DEPENDENT, available_cores, eeg_features, emg_log_power,
                        entropy_input, to_working_rate, working_rate, working_rate_features)
 from .hmm import bank_evidence, bank_mixture_posterior, sequence_log_evidence
 from .model import StagingModel, default_model
@@ -397,7 +397,7 @@ def _adapted_posterior(model: StagingModel, features: np.ndarray, ok: np.ndarray
     return post, offset
 
 
-def epoch_features(eeg, fs: float) -> tuple:
+def epoch_features(eeg, fs: float, workers: int | None = None) -> tuple:
     """Features and scorability of every whole 30-s epoch of EEG.
 
     Parameters
@@ -408,6 +408,9 @@ def epoch_features(eeg, fs: float) -> tuple:
         is read a chunk at a time.
     fs : float
         Sample rate in Hz (>= 50).
+    workers : int, optional
+        Threads for the features (:func:`dsp.features.working_rate_features`); by default the
+        cores this process may run on. The features do not depend on it.
 
     Returns
     -------
@@ -430,7 +433,8 @@ def epoch_features(eeg, fs: float) -> tuple:
         raise SignalError(
             f"recording too short: {eeg.shape[1] / fs:.1f} s; staging needs at least one {EPOCH_SECONDS:g}-s epoch"
         )
-    features, quality = working_rate_features(eeg, fs, n_epochs)
+    workers = available_cores() if workers is None else workers
+    features, quality = working_rate_features(eeg, fs, n_epochs, workers)
     usable = np.array([scorable(q) for q in quality])  # (n_channels, n_epochs)
     ok = usable.any(axis=0)
     if not ok.any():
@@ -444,7 +448,7 @@ def epoch_features(eeg, fs: float) -> tuple:
 
 def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, eog=None, eog_fs: float | None = None,
           acc=None, acc_fs: float | None = None, model: StagingModel | None = None,
-          calibration=None) -> StagingResult:
+          calibration=None, workers: int | None = None) -> StagingResult:
     """Stage a whole recording offline (context in both directions).
 
     Parameters
@@ -477,6 +481,9 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, eog=None, eo
         (its :attr:`StagingResult.feature_offsets`): the prior mean of this recording's offsets,
         which otherwise is 0 (a scalp montage like the prototypes'). A consumer headband's offsets
         are many prior SDs from 0, and a recording of an hour or two cannot move them that far.
+    workers : int, optional
+        Threads for the EEG features, by default the cores this process may run on (pass 1 when
+        recordings are staged in parallel processes). The stages do not depend on it.
 
     Returns
     -------
@@ -490,7 +497,7 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, eog=None, eo
         scored (flat, railed, clipped or missing signal throughout).
     """
     eeg = _as_2d(eeg, "eeg")
-    features, ok = epoch_features(eeg, fs)
+    features, ok = epoch_features(eeg, fs, workers)
     n_epochs = len(ok)
     model = default_model() if model is None else model
     centre = _calibration(calibration, features.shape[1])

@@ -55,6 +55,38 @@ def test_chunked_features_equal_one_pass_over_the_whole_recording(monkeypatch, f
     np.testing.assert_allclose(quality, expected_quality, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("fs", [256.0, 125.0])
+@pytest.mark.parametrize("workers", [2, 3, 50])
+def test_threads_share_the_chunks_with_the_same_numbers(monkeypatch, fs, workers):
+    monkeypatch.setattr(features, "CHUNK_EPOCHS", 5)
+    eeg = _night(fs, 30, seed=2)
+    n = int(round(30 * fs))
+    eeg[0, :40] = np.nan                       # held at the first finite sample
+    eeg[1, 15 * n - 500 : 15 * n + 50] = np.nan  # lost just before the chunk a second thread starts with
+    eeg[0, 9 * n : 11 * n] = np.nan            # whole epochs lost, and held into the next chunk
+    eeg[1, 20 * n - 9000 : 25 * n] = np.nan      # lost for more than a chunk
+    one = working_rate_features(eeg, fs, 30, workers=1)
+    shared = working_rate_features(eeg, fs, 30, workers=workers)
+    np.testing.assert_array_equal(shared[0], one[0])
+    np.testing.assert_array_equal(shared[1], one[1])
+
+
+def test_a_thread_that_fails_raises_in_the_caller(monkeypatch):
+    eeg = _night(100.0, 20)
+    calls = []
+
+    def failing(epochs):
+        calls.append(epochs.shape)
+        if len(calls) > 2:
+            raise RuntimeError("kernel failed")
+        return np.zeros((epochs.shape[0], 3))
+
+    monkeypatch.setattr(features, "CHUNK_EPOCHS", 5)
+    monkeypatch.setattr(features, "epoch_quality", failing)
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        working_rate_features(eeg, 100.0, 20, workers=2)
+
+
 class CountingReader:
     """A reader as a file-backed one behaves: samples on slicing only, and it counts what is read."""
 
