@@ -27,6 +27,7 @@ recording.
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -468,12 +469,14 @@ def working_rate_features(eeg, fs: float, n_epochs: int, workers: int = 1) -> tu
     args = (eeg, plan, filt, n_per, n_work, n_used, rate, features, quality)
     workers = max(1, min(int(workers), len(plan))) if isinstance(eeg, np.ndarray) else 1
     if workers == 1:
-        _chunk_features(*args, 0, len(plan))
+        _chunk_features(*args, iter(range(len(plan))))
         return features, quality
-    bounds = np.linspace(0, len(plan), workers + 1).round().astype(int)
+    # Each thread takes the next chunk not yet taken (next() on one count is atomic): a thread on a
+    # busier core takes fewer chunks, where an even split would wait for it.
+    order = itertools.count()
     with ThreadPoolExecutor(workers - 1) as pool:
-        others = [pool.submit(_chunk_features, *args, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
-        _chunk_features(*args, bounds[0], bounds[1])
+        others = [pool.submit(_chunk_features, *args, order) for _ in range(workers - 1)]
+        _chunk_features(*args, order)
         for done in others:
             done.result()  # raises what the worker raised
     return features, quality
@@ -504,34 +507,38 @@ class _WorkingFilter:
 
 def _held_before(eeg, channel: int, stop: int, n_used: int) -> float:
     """The value a lost sample at ``stop`` of a channel is held at: the last finite sample before
-    it, else the channel's first finite sample (0 if none)."""
-    step = 1 << 20
-    for b in range(stop, 0, -step):
-        x = np.asarray(eeg[channel, max(0, b - step) : b])
+    it, else the channel's first finite sample (0 if none). Looks back over a few samples first,
+    then over stretches four times longer each time."""
+    size = 256
+    while stop > 0:
+        x = np.asarray(eeg[channel, max(0, stop - size) : stop])
         i = _finite_index(x, True)
         if i >= 0:
             return float(x[i])
+        stop, size = max(0, stop - size), min(4 * size, 1 << 20)
     return _first_finite_value(eeg, channel, n_used)
 
 
-def _chunk_features(eeg, plan, filt, n_per, n_work, n_used, rate, features, quality, first, stop) -> None:
-    """:func:`working_rate_features` of the chunks ``plan[first:stop]``, into ``features`` and
-    ``quality``."""
+def _chunk_features(eeg, plan, filt, n_per, n_work, n_used, rate, features, quality, order) -> None:
+    """:func:`working_rate_features` of the chunks ``plan[i]`` for ``i`` from the iterator
+    ``order`` (ascending, until past the last chunk), into ``features`` and ``quality``."""
     width = _entropy_width(rate)
     n_channels = eeg.shape[0]
     held = np.full(n_channels, np.nan)  # per channel, the value a lost sample before the chunk is held at
-    for index in range(first, stop):
+    previous = -1
+    for index in order:
+        if index >= len(plan):
+            break
         e0, e1, w0, w1, k0, k1 = plan[index]
         for c in range(n_channels):  # chunk by chunk, then channel by channel: a reader reads each stretch once
             x = np.asarray(eeg[c, k0:k1])
             if x.dtype not in (np.float32, np.float64):
                 x = x.astype(np.float64)
-            if index == first:  # leading lost samples are held at the value before them
-                if index == 0:
-                    i = _finite_index(x, False)
-                    held[c] = x[i] if i >= 0 else _first_finite_value(eeg, c, n_used)
-                else:
-                    held[c] = _held_before(eeg, c, k0, n_used)
+            if index == 0:  # leading lost samples are held at the channel's first finite value
+                i = _finite_index(x, False)
+                held[c] = x[i] if i >= 0 else _first_finite_value(eeg, c, n_used)
+            elif index != previous + 1:  # not carried over from the chunk before: looked up
+                held[c] = _held_before(eeg, c, k0, n_used)
             start = held[c : c + 1].copy()
             if index + 1 < len(plan):  # the value held just before the next chunk's first sample
                 i = _finite_index(x[: plan[index + 1][4] - k0], True)
@@ -554,6 +561,7 @@ def _chunk_features(eeg, plan, filt, n_per, n_work, n_used, rate, features, qual
             keep = slice(e0 * n_work - w0, e1 * n_work - w0)
             features[c, e0:e1] = _channel_epoch_features(working[keep].reshape(e1 - e0, n_work),
                                                          band[keep].reshape(e1 - e0, n_work), rate)
+        previous = index
 
 
 def emg_log_power(epochs: np.ndarray, fs: float) -> np.ndarray:

@@ -71,6 +71,18 @@ def test_threads_share_the_chunks_with_the_same_numbers(monkeypatch, fs, workers
     np.testing.assert_array_equal(shared[1], one[1])
 
 
+@pytest.mark.parametrize("lost", [0, 1, 255, 256, 257, 1300, 6000])
+def test_a_chunk_taken_out_of_order_holds_the_last_finite_sample_before_it(lost):
+    from dsp.features import _held_before
+
+    x = np.arange(10_000, dtype=np.float64)[None, :]
+    x[0, 8_000 - lost : 8_000] = np.nan
+    assert _held_before(x, 0, 8_000, 10_000) == 8_000 - lost - 1
+    x[0, :5] = np.nan  # nothing finite before: the channel's first finite sample
+    assert _held_before(x, 0, 5, 10_000) == 5.0
+    assert _held_before(np.full((1, 100), np.nan), 0, 50, 100) == 0.0
+
+
 def test_a_thread_that_fails_raises_in_the_caller(monkeypatch):
     eeg = _night(100.0, 20)
     calls = []
