@@ -428,9 +428,10 @@ def working_rate_features(eeg, fs: float, n_epochs: int, workers: int = 1) -> tu
     n_epochs : int
         Whole epochs to compute (at most ``n_samples // (30 * fs)``); later samples are ignored.
     workers : int, optional
-        Threads that share the chunks, by default 1. Each takes a contiguous run of chunks; the
-        kernels release the GIL, so on as many free cores the time falls nearly as many times.
-        The numbers do not depend on it. A reader that is not an ndarray is read by one thread.
+        Threads that share the chunks, by default 1: each takes the next chunk not yet taken.
+        The kernels release the GIL, so on as many free cores the time falls nearly as many
+        times. The numbers do not depend on it. A reader that is not an ndarray is read by one
+        thread.
 
     Returns
     -------
