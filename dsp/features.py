@@ -443,13 +443,15 @@ def working_rate_features(eeg, fs: float, n_epochs: int, workers: int = 1) -> tu
     rate, factor = working_rate(fs)
     n_work = int(round(EPOCH_SECONDS * rate))
     n_used = n_epochs * n_per  # the resampler sees whole epochs only; later samples count as zero
-    filt = _WorkingFilter(factor)
     if factor > 1:
-        filt.taps = _cached_decimator(factor, ("kaiser", 5.0))
+        filt = _WorkingFilter(factor, taps=_cached_decimator(factor, ("kaiser", 5.0)))
         half = (filt.taps.size - 1) // 2
     elif factor == 0:
-        filt.up, filt.down = rational_factors(fs, rate)
-        filt.poly, filt.half_len = design_polyphase(filt.up, filt.down)
+        up, down = rational_factors(fs, rate)
+        poly, half_len = design_polyphase(up, down)
+        filt = _WorkingFilter(factor, poly=poly, up=up, down=down, half_len=half_len)
+    else:
+        filt = _WorkingFilter(factor)
     context = int(round(CONTEXT_SECONDS * rate))
     plan = []  # per chunk: its epochs, the working samples computed (with context), the input read
     for e0 in range(0, n_epochs, CHUNK_EPOCHS):
@@ -483,7 +485,7 @@ def working_rate_features(eeg, fs: float, n_epochs: int, workers: int = 1) -> tu
     return features, quality
 
 
-@dataclass
+@dataclass(frozen=True)
 class _WorkingFilter:
     """How :func:`working_rate_features` reaches the working rate: decimation by ``factor`` through
     ``taps``, or (``factor`` 0) polyphase resampling (``poly``, ``up``, ``down``, ``half_len``), or
