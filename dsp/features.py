@@ -401,8 +401,13 @@ def _first_finite_value(eeg, channel: int, n_samples: int) -> float:
     return 0.0
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity set where the OS reports one)."""
+def default_workers() -> int:
+    """Threads the features use by default: ``NUMBA_NUM_THREADS`` when set (a cohort's worker
+    processes set it to 1, so N processes do not each start threads on N cores), else the CPU
+    cores this process may run on (its affinity set where the OS reports one)."""
+    given = os.environ.get("NUMBA_NUM_THREADS", "")
+    if given.strip().isdigit() and int(given) > 0:
+        return int(given)
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity on macOS and Windows

@@ -49,7 +49,7 @@ from numba import njit
 from .errors import SignalError
 from .evidence import (EYE_CONTEXT_S, MAX_EYE_MOVEMENTS, auxiliary_loglik, emg_tone, eye_movement_stretch,
                        eye_movements, movement_seconds)
-from .features import (EEG_FEATURES, GAIN_DEPENDENT, available_cores, eeg_features, emg_log_power,
+from .features import (EEG_FEATURES, GAIN_DEPENDENT, default_workers, eeg_features, emg_log_power,
                        entropy_input, to_working_rate, working_rate, working_rate_features)
 from .hmm import bank_evidence, bank_mixture_posterior, sequence_log_evidence
 from .model import StagingModel, default_model
@@ -409,8 +409,8 @@ def epoch_features(eeg, fs: float, workers: int | None = None) -> tuple:
     fs : float
         Sample rate in Hz (>= 50).
     workers : int, optional
-        Threads for the features (:func:`dsp.features.working_rate_features`); by default the
-        cores this process may run on. The features do not depend on it.
+        Threads for the features (:func:`dsp.features.working_rate_features`); by default
+        :func:`dsp.features.default_workers`. The features do not depend on it.
 
     Returns
     -------
@@ -433,7 +433,7 @@ def epoch_features(eeg, fs: float, workers: int | None = None) -> tuple:
         raise SignalError(
             f"recording too short: {eeg.shape[1] / fs:.1f} s; staging needs at least one {EPOCH_SECONDS:g}-s epoch"
         )
-    workers = available_cores() if workers is None else workers
+    workers = default_workers() if workers is None else workers
     features, quality = working_rate_features(eeg, fs, n_epochs, workers)
     usable = np.array([scorable(q) for q in quality])  # (n_channels, n_epochs)
     ok = usable.any(axis=0)
@@ -482,8 +482,9 @@ def stage(eeg, fs: float, *, emg=None, emg_fs: float | None = None, eog=None, eo
         which otherwise is 0 (a scalp montage like the prototypes'). A consumer headband's offsets
         are many prior SDs from 0, and a recording of an hour or two cannot move them that far.
     workers : int, optional
-        Threads for the EEG features, by default the cores this process may run on (pass 1 when
-        recordings are staged in parallel processes). The stages do not depend on it.
+        Threads for the EEG features, by default :func:`dsp.features.default_workers` (the
+        cores this process may run on; 1 in a cohort's worker processes). The stages do not
+        depend on it.
 
     Returns
     -------

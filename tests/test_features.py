@@ -83,6 +83,20 @@ def test_a_chunk_taken_out_of_order_holds_the_last_finite_sample_before_it(lost)
     assert _held_before(np.full((1, 100), np.nan), 0, 50, 100) == 0.0
 
 
+def test_default_workers_follow_a_cohort_worker_s_thread_setting(monkeypatch):
+    import os
+
+    from dsp.features import default_workers
+
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert default_workers() == cores
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")  # what dreamsync.cohort sets in its workers
+    assert default_workers() == 1
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "junk")
+    assert default_workers() == cores
+
+
 def test_a_thread_that_fails_raises_in_the_caller(monkeypatch):
     eeg = _night(100.0, 20)
     calls = []
