@@ -24,7 +24,6 @@ more of them per epoch in N3 than in REM), so such a lead is not used for this.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d
 
 from .eye_movements import REM_BAND_HZ, _deflections
 from .features import CHUNK_EPOCHS, emg_log_power, hold_missing
@@ -131,6 +130,9 @@ def eye_movement_stretch(eog: np.ndarray, fs: float, skip: int, n_epochs: int) -
     # is not another eye movement
     since = np.maximum(at - int(round(EYE_MOVEMENT_RISE_S * fs)), hw[keep, 0])
     size = np.abs(analysed[at] - analysed[since])
+    # imported here: scipy.ndimage takes ~0.15 s to import, and only recordings with EOG come here
+    from scipy.ndimage import maximum_filter1d
+
     width = int(round(fs))
     before = maximum_filter1d(np.abs(analysed), size=width, origin=(width - 1) // 2)  # max of [i - width + 1, i]
     alone = size >= 0.5 * before[np.maximum(since - 1, 0)]
