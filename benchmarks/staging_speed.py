@@ -16,9 +16,12 @@ file as each tool does (YASA: that one channel; dreamsync: the channels its pick
 - whole process: ``dreamsync stage FILE --out OUT.json`` against a YASA script that reads the same
   channel with ``mne.io.read_raw_edf``, runs SleepStaging and writes the hypnogram with confidence,
   hypnodensity and sleep statistics as JSON; wall time, CPU time and peak RSS of the child process
-  (``os.wait4``), median of ``--runs`` runs. One untimed run of each comes first and warms what a
-  user's second run finds warm: the OS file cache, numba's cache and every module's bytecode (kept
-  in the temporary directory).
+  (``os.wait4``), median of ``--runs`` runs. Each timed run follows an untimed run of the same
+  command, which warms what a user's second run finds warm: the OS file cache, numba's cache and
+  every module's bytecode (kept in the temporary directory). Right before, not once at the start:
+  a machine that pages out file cache left unused for a minute or so (e.g. a VM under DAMON
+  reclaim) would otherwise make the shorter process re-read its libraries and the EDF from disk
+  while the other ran.
 
 This script imports only the standard library: the night is made and every measurement taken in
 child processes, so the children's peak RSS does not inherit this process's memory. YASA runs in
@@ -424,7 +427,7 @@ def main() -> int:
             pathlib.Path(folder, "yasa.json").write_text(json.dumps(saved["output"]))
             print(f"YASA: figures reused from {args.yasa_results} (measured {saved['measured']}; the machine's "
                   "load may have differed)")
-        for cmd in commands.values():  # warm-up of everything below: OS file cache, numba cache, bytecode
+        for cmd in commands.values():  # warm-up of the compute runs: numba cache, bytecode
             run_child(cmd, folder, env)
         ours = run_json(args.python, "_ours-compute", [npy, fs, args.repeats], folder, env)
         theirs = saved["compute"] if saved else (
@@ -433,6 +436,7 @@ def main() -> int:
         runs = {name: [] for name in commands}
         for _ in range(args.runs):  # interleaved, so drifts in machine load hit both alike
             for name, cmd in commands.items():
+                run_child(cmd, folder, env)  # warm-up: OS file cache (see the module docstring)
                 runs[name].append(run_child(cmd, folder, env)[:3])
         if saved is not None:
             runs["yasa"] = [tuple(r) for r in saved["runs"]]
