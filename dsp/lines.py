@@ -118,13 +118,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.fft
 from numba import njit
-from scipy import signal as _signal
 from scipy import special as _special
 
 from .detector_input import second_sd
 from .errors import SignalError
 from .events import AdjustmentEvent
 from .quality import FLAT_UV
+from .spectral import dpss_windows
 
 #: Tile length in s: the unit of the multitaper analysis.
 TILE_S = 32.0
@@ -199,7 +199,7 @@ def dpss_tapers(n: int, half_bandwidth: float, n_tapers: int):
     dc : ndarray of float64, shape (n_tapers,)
         Sum of each taper (its gain at 0 Hz); zero in theory for the odd ones, kept as computed.
     """
-    tapers = np.atleast_2d(_signal.windows.dpss(n, half_bandwidth, n_tapers, sym=False))
+    tapers = dpss_windows(n, half_bandwidth, n_tapers)[0]
     dc = tapers.sum(axis=1)
     tapers = tapers.astype(np.float32)
     # shared through the cache: read-only

@@ -1,7 +1,8 @@
 """Spectral estimates per epoch: Welch and multitaper power spectra, band powers.
 
-Welch's estimate is computed here with numpy's FFT, so staging never imports scipy's signal
-package (most of a second); the multitaper estimate takes its tapers from scipy when called.
+Welch's estimate is computed here with numpy's FFT, and the multitaper tapers with
+``scipy.linalg`` (which numba loads anyway), so neither staging nor detection imports scipy's
+signal package (most of a second, with the ``scipy.stats`` it pulls in).
 """
 
 from __future__ import annotations
@@ -174,6 +175,56 @@ def epoch_psd(epochs: np.ndarray, fs: float, window_seconds: float = 4.0):
     return freqs, psd
 
 
+def dpss_windows(n: int, half_bandwidth: float, n_tapers: int) -> tuple:
+    """Periodic discrete prolate spheroidal (Slepian) tapers and their spectral concentrations.
+
+    The numbers of ``scipy.signal.windows.dpss(n, half_bandwidth, n_tapers, sym=False,
+    return_ratios=True)``, by the same method (Percival & Walden 1993: the tridiagonal eigenproblem
+    that shares its eigenvectors with the concentration problem, p. 379 for the signs, p. 390 for
+    the concentrations), computed here because importing ``scipy.signal`` costs most of a second.
+
+    Parameters
+    ----------
+    n : int
+        Taper length in samples (at least 2).
+    half_bandwidth : float
+        Time-half-bandwidth product NW (0 < NW < (n + 1) / 2); the band is +-NW / n cycles per sample.
+    n_tapers : int
+        Number of tapers K (1 <= K <= n); about 2 NW - 1 are well concentrated.
+
+    Returns
+    -------
+    tapers : ndarray, shape (n_tapers, n)
+        Taper k in row k (unit energy before the periodic window's last sample is dropped); even
+        ones with a positive sum, odd ones starting with a positive lobe.
+    ratios : ndarray, shape (n_tapers,)
+        Share of each taper's energy inside the band (0..1), in decreasing order.
+    """
+    from scipy.linalg import eigh_tridiagonal
+
+    if not 1 <= n_tapers <= n or not 0.0 < half_bandwidth < (n + 1) / 2.0:
+        raise ValueError(f"need 1 <= n_tapers <= n and 0 < NW < (n + 1) / 2, got n={n}, NW={half_bandwidth}, "
+                         f"K={n_tapers}")
+    m = n + 1  # periodic: the symmetric taper one sample longer, its last sample dropped
+    w = half_bandwidth / m
+    index = np.arange(m, dtype=np.float64)
+    diagonal = ((m - 1 - 2 * index) / 2.0) ** 2 * np.cos(2.0 * np.pi * w)
+    off_diagonal = index[1:] * (m - index[1:]) / 2.0
+    _, vectors = eigh_tridiagonal(diagonal, off_diagonal, select="i", select_range=(m - n_tapers, m - 1))
+    tapers = np.ascontiguousarray(vectors[:, ::-1].T)  # largest eigenvalue (best concentrated) first
+    tapers[::2][tapers[::2].sum(axis=1) < 0] *= -1.0
+    floor = max(1e-7, 1.0 / m)  # the first sample above numerical noise starts the first lobe
+    for k in range(1, n_tapers, 2):
+        if tapers[k][tapers[k] ** 2 > floor][0] < 0:
+            tapers[k] *= -1.0
+    size = 2 * m  # the autocorrelation without wrap-around
+    spectrum = np.fft.rfft(tapers, size, axis=1)
+    autocorrelation = np.fft.irfft(spectrum * spectrum.conj(), size, axis=1)[:, :m]
+    band = 4.0 * w * np.sinc(2.0 * w * index)  # both signs of each lag but 0
+    band[0] = 2.0 * w
+    return tapers[:, :n], autocorrelation @ band
+
+
 def multitaper_psd(epochs: np.ndarray, fs: float, bandwidth_hz: float = 1.0):
     """Multitaper power spectrum of every epoch (DPSS tapers, eigenvalue-weighted average).
 
@@ -206,9 +257,7 @@ def multitaper_psd(epochs: np.ndarray, fs: float, bandwidth_hz: float = 1.0):
     half_nbw = bandwidth_hz * n / (2.0 * fs)
     if half_nbw < 0.5:
         raise ValueError(f"bandwidth_hz must be at least fs / n_samples = {fs / n:g} Hz")
-    from scipy.signal.windows import dpss  # imported here: the staging path never needs it
-
-    tapers, ratios = dpss(n, half_nbw, int(2 * half_nbw), sym=False, return_ratios=True)
+    tapers, ratios = dpss_windows(n, half_nbw, int(2 * half_nbw))
     # low-bias tapers only: each keeps over 90 % of its energy inside the band
     keep = ratios > 0.9 if (ratios > 0.9).any() else ratios == ratios.max()
     tapers, weights = tapers[keep], ratios[keep]

@@ -4,7 +4,7 @@ The sleep-EEG convention (Prerau et al. 2017, Physiology 32:60): 30-s windows wi
 bandwidth (29 tapers), so that slow waves, spindles and alpha stand out over hours without the
 speckle of a single-taper spectrogram. The signal is first brought down to a working rate just
 above what is shown (``dsp.resample``, polyphase), which makes an 8-h night a second's work; each
-window's spectrum is :func:`dsp.spectral.multitaper_psd` (tapers from :func:`scipy.signal.windows.dpss`,
+window's spectrum is :func:`dsp.spectral.multitaper_psd` (tapers from :func:`dsp.spectral.dpss_windows`,
 spectra with numpy's FFT).
 """
 

@@ -1,9 +1,10 @@
-"""dsp.spectral.multitaper_psd against MNE's multitaper estimate and against known spectra."""
+"""dsp.spectral.multitaper_psd against MNE's multitaper estimate and against known spectra; its
+tapers (dsp.spectral.dpss_windows) against scipy's."""
 
 import numpy as np
 import pytest
 
-from dsp.spectral import band_powers, multitaper_psd
+from dsp.spectral import band_powers, dpss_windows, multitaper_psd
 
 FS = 100.0
 
@@ -57,3 +58,22 @@ def test_removes_each_epochs_mean():
 def test_refuses_a_bandwidth_finer_than_the_epoch_resolves():
     with pytest.raises(ValueError):
         multitaper_psd(_test_signal(n=1000), FS, bandwidth_hz=0.05)
+
+
+@pytest.mark.parametrize("n, nw, k", [(2, 0.6, 1), (3, 1.0, 2), (64, 2.0, 3), (257, 3.5, 6), (1000, 4.0, 7),
+                                      (8192, 2.0, 3), (3000, 15.0, 29), (4096, 1.2, 2)])
+def test_dpss_windows_are_scipys_periodic_dpss(n, nw, k):
+    from scipy.signal.windows import dpss
+
+    expected, ratios = dpss(n, nw, k, sym=False, return_ratios=True)
+    tapers, concentration = dpss_windows(n, nw, k)
+    assert tapers.shape == (k, n)
+    np.testing.assert_allclose(tapers, np.atleast_2d(expected), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(concentration, np.atleast_1d(ratios), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n, nw, k", [(100, 0.0, 1), (100, 50.5, 3), (100, 2.0, 0), (100, 2.0, 101)])
+def test_dpss_windows_refuse_what_has_no_tapers(n, nw, k):
+    with pytest.raises(ValueError):
+        dpss_windows(n, nw, k)
+
