@@ -55,7 +55,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 from scipy import fft as sp_fft
-from scipy import stats
+from scipy import special
 
 from .detector_input import as_detector_input
 from .events import AdjustmentEvent
@@ -734,7 +734,7 @@ def _score(log_p: float, log_p_alarm: float) -> float:
 
 
 def _log_p_normal(z: float) -> float:
-    return float(-stats.norm.logsf(z) / np.log(10.0))
+    return float(-special.log_ndtr(-z) / np.log(10.0))
 
 
 def _runs(mask: np.ndarray, bridge: int = 0) -> list:
@@ -1107,7 +1107,7 @@ def _wander(deviation: np.ndarray, noise: np.ndarray, use: np.ndarray, noise_dof
     whose bin happens to be quiet from passing a wander of the usual size as a change."""
     wander = np.zeros(deviation.shape[0])
     for p in (0.5, 0.9):
-        excess = _quantiles(deviation / stats.f.ppf(p, 2.0, max(noise_dof, 1.0)) - noise, use, (p,))[:, 0]
+        excess = _quantiles(deviation / special.fdtri(2.0, max(noise_dof, 1.0), p) - noise, use, (p,))[:, 0]
         wander = np.maximum(wander, np.nan_to_num(excess, nan=0.0))
     return wander
 
@@ -1152,7 +1152,8 @@ def _f_log_p(deviation, noise, count, noise_dof: float):
     count = np.asarray(count, dtype=np.float64)
     ratio = np.asarray(deviation, dtype=np.float64) / np.maximum(noise, 1e-30)
     k = np.maximum(count, 1.0)
-    log_p = np.where(count > 0, -stats.f.logsf(ratio, 2.0 * k, noise_dof * k) / np.log(10.0), 0.0)
+    with np.errstate(divide="ignore"):  # a survival function that underflows gives log p = -inf
+        log_p = np.where(count > 0, -np.log(special.fdtrc(2.0 * k, noise_dof * k, ratio)) / np.log(10.0), 0.0)
     return float(log_p) if log_p.ndim == 0 else log_p
 
 
@@ -1290,7 +1291,7 @@ def _hole_events(frames: _Frames) -> list:
     local = _local_reference(rows, np.repeat(use, n_bands, axis=0), 0.1)
     local = local.reshape(n_channels, n_bands, n).transpose(0, 2, 1)
     deficit, cliff, good, depth = _deficits(y, use, _floors(y, use, sampling, local))
-    z_alarm = stats.norm.isf(ALPHA / (n * _N_WINDOWS * (n_bands - 1) * n_channels))
+    z_alarm = -special.ndtri(ALPHA / (n * _N_WINDOWS * (n_bands - 1) * n_channels))
     alarm = _log_p_normal(z_alarm)
     events = []
     for c in range(n_channels):
@@ -1378,7 +1379,8 @@ def _binomial_log_p(off, present, p0: float):
     """-log10 P(at least ``off`` of ``present`` samples off the grid | each is with probability
     ``p0``); scalars or arrays (0 where ``off`` is 0)."""
     off = np.asarray(off, dtype=np.float64)
-    log_p = np.where(off > 0, -stats.binom.logsf(off - 1, present, p0) / np.log(10.0), 0.0)
+    with np.errstate(divide="ignore"):  # a survival function that underflows gives log p = -inf
+        log_p = np.where(off > 0, -np.log(special.bdtrc(off - 1, present, p0)) / np.log(10.0), 0.0)
     return float(log_p) if log_p.ndim == 0 else log_p
 
 
@@ -1569,7 +1571,7 @@ class TamperingMonitor:
         self._grid_counts = _Ring(w, (c, 2), np.int64)  # off-grid and present samples per channel
         self._grid_alarm = -np.log10(ALPHA / (_NIGHT_FRAMES * len(_LIVE_WINDOWS) * c))
         self._mains_alarm = -np.log10(ALPHA / (_NIGHT_FRAMES * len(_LIVE_WINDOWS)))
-        self._hole_z = float(stats.norm.isf(ALPHA / (_NIGHT_FRAMES * len(_LIVE_WINDOWS) * (nb - 1) * c)))
+        self._hole_z = float(-special.ndtri(ALPHA / (_NIGHT_FRAMES * len(_LIVE_WINDOWS) * (nb - 1) * c)))
 
     def push(self, block, valid=None) -> list:
         """Analyse the next block of samples.

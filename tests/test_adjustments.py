@@ -448,3 +448,16 @@ def test_invalid_requests_are_refused(night):
         run(data, band, [Entrainment(onsets=(1700.0,))])
     with pytest.raises(ValueError, match="unknown adjustment"):
         run(data, band, ["auditory"])
+
+
+def test_detection_does_not_import_scipy_signal_or_stats():
+    """Each takes about half a second to import: no process that detects should pay for them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\nfrom dsp.adjustments import detect_adjustments\n"
+            "x = np.random.default_rng(0).normal(0, 20, (2, 128 * 900))\n"
+            "detect_adjustments(x, 128.0)\n"
+            "print(sorted(m for m in ('scipy.signal', 'scipy.stats', 'scipy.ndimage') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -85,6 +85,25 @@ def _stratum(times, values):
     return times, stats.rankdata(values), order
 
 
+def test_average_ranks_are_scipys_rankdata_with_ties():
+    from scipy import stats
+
+    rng = np.random.default_rng(12)
+    for x in (np.array([]), np.array([3.0]), rng.standard_normal(50), rng.integers(0, 4, 200).astype(float),
+              np.zeros(7)):
+        np.testing.assert_array_equal(evoked._average_ranks(x), stats.rankdata(x))
+
+
+def test_dilate_is_a_maximum_filter_of_the_flags():
+    rng = np.random.default_rng(13)
+    for n, half in ((1, 1), (10, 2), (300, 5), (300, 400)):
+        flags = rng.random(n) < 0.05
+        flags[0] = n > 1 and rng.random() < 0.5  # edges held both ways
+        expected = ndimage.maximum_filter1d(flags.view(np.uint8), 2 * half + 1).view(bool)
+        np.testing.assert_array_equal(evoked._dilate(flags, half), expected)
+    np.testing.assert_array_equal(evoked._dilate(np.zeros(5, dtype=bool), 3), np.zeros(5, dtype=bool))
+
+
 def test_rank_sums_match_scipy_mannwhitneyu_and_add_up_over_strata():
     from scipy import stats
 
