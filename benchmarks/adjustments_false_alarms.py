@@ -99,7 +99,7 @@ def main() -> int:
     for profile in profiles:
         hours = off = live = 0
         p_stage = p_detect = 0.0
-        for _ in range(nights):
+        for night in range(nights):
             x, fs, labels, valid, eeg_rows, switched = clean_night(profile, seed, NIGHT_HOURS)
             seed += 1
             eeg = np.where(valid, x[eeg_rows], np.nan).astype(np.float32)
@@ -123,6 +123,9 @@ def main() -> int:
                 live += len(alarms)
                 for e in alarms:
                     print(f"  live false alarm: {profile} seed {seed - 1} {e.kind} at {e.onset:.0f} s: {e.evidence}")
+            # a line per night, so a run stopped early still tells how many hours were clean
+            print(f"  {profile} night {night + 1}/{nights} (seed {seed - 1}): {hours:.1f} h so far, offline FA {off}"
+                  + (f", live FA {live}" if args.live else ""), flush=True)
         ratio = p_detect / p_stage if p_stage else float("nan")
         print(f"{profile:<12}{hours:7.1f}{off:12d}{off / hours:7.3f}"
               + (f"{live:9d}{live / hours:7.3f}" if args.live else "")
