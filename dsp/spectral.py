@@ -186,7 +186,7 @@ def dpss_windows(n: int, half_bandwidth: float, n_tapers: int) -> tuple:
     Parameters
     ----------
     n : int
-        Taper length in samples (at least 2).
+        Taper length in samples.
     half_bandwidth : float
         Time-half-bandwidth product NW (0 < NW < (n + 1) / 2); the band is +-NW / n cycles per sample.
     n_tapers : int

@@ -1152,7 +1152,7 @@ def _f_log_p(deviation, noise, count, noise_dof: float):
     count = np.asarray(count, dtype=np.float64)
     ratio = np.asarray(deviation, dtype=np.float64) / np.maximum(noise, 1e-30)
     k = np.maximum(count, 1.0)
-    with np.errstate(divide="ignore"):  # a survival function that underflows gives log p = -inf
+    with np.errstate(divide="ignore"):  # a tail probability that underflows to 0 gives -log10 p = inf
         log_p = np.where(count > 0, -np.log(special.fdtrc(2.0 * k, noise_dof * k, ratio)) / np.log(10.0), 0.0)
     return float(log_p) if log_p.ndim == 0 else log_p
 
@@ -1379,7 +1379,7 @@ def _binomial_log_p(off, present, p0: float):
     """-log10 P(at least ``off`` of ``present`` samples off the grid | each is with probability
     ``p0``); scalars or arrays (0 where ``off`` is 0)."""
     off = np.asarray(off, dtype=np.float64)
-    with np.errstate(divide="ignore"):  # a survival function that underflows gives log p = -inf
+    with np.errstate(divide="ignore"):  # a tail probability that underflows to 0 gives -log10 p = inf
         log_p = np.where(off > 0, -np.log(special.bdtrc(off - 1, present, p0)) / np.log(10.0), 0.0)
     return float(log_p) if log_p.ndim == 0 else log_p
 
