@@ -450,7 +450,6 @@ def working_rate_features(eeg, fs: float, n_epochs: int, workers: int = 1) -> tu
     n_used = n_epochs * n_per  # the resampler sees whole epochs only; later samples count as zero
     if factor > 1:
         filt = _WorkingFilter(factor, taps=_cached_decimator(factor, ("kaiser", 5.0)))
-        half = (filt.taps.size - 1) // 2
     elif factor == 0:
         up, down = rational_factors(fs, rate)
         poly, half_len = design_polyphase(up, down)
@@ -462,14 +461,7 @@ def working_rate_features(eeg, fs: float, n_epochs: int, workers: int = 1) -> tu
     for e0 in range(0, n_epochs, CHUNK_EPOCHS):
         e1 = min(n_epochs, e0 + CHUNK_EPOCHS)
         w0, w1 = max(0, e0 * n_work - context), min(n_epochs * n_work, e1 * n_work + context)
-        # every input sample under the filter of the first and last output
-        if factor > 1:
-            k0, k1 = max(0, w0 * factor - half), min(n_used, (w1 - 1) * factor + half + 1)
-        elif factor == 0:
-            k0 = max(0, (w0 * filt.down + filt.half_len) // filt.up - filt.poly.shape[1] + 1)
-            k1 = min(n_used, ((w1 - 1) * filt.down + filt.half_len) // filt.up + 1)
-        else:
-            k0, k1 = w0, w1
+        k0, k1 = filt.input_span(w0, w1, n_used)
         plan.append((e0, e1, w0, w1, min(k0, e0 * n_per), max(k1, e1 * n_per)))
     n_channels = eeg.shape[0]
     features = np.empty((n_channels, n_epochs, len(EEG_FEATURES)))
@@ -502,6 +494,17 @@ class _WorkingFilter:
     up: int = 0
     down: int = 0
     half_len: int = 0
+
+    def input_span(self, w0: int, w1: int, n_used: int) -> tuple:
+        """The input samples ``k0 .. k1 - 1`` under the filter of working-rate samples ``w0 .. w1 - 1``
+        (of the first ``n_used`` input samples)."""
+        if self.factor > 1:
+            half = (self.taps.size - 1) // 2
+            return max(0, w0 * self.factor - half), min(n_used, (w1 - 1) * self.factor + half + 1)
+        if self.factor == 0:
+            return (max(0, (w0 * self.down + self.half_len) // self.up - self.poly.shape[1] + 1),
+                    min(n_used, ((w1 - 1) * self.down + self.half_len) // self.up + 1))
+        return w0, w1
 
     def apply(self, x: np.ndarray, k0: int, w0: int, w1: int) -> np.ndarray:
         """Working-rate samples ``w0 .. w1 - 1`` from the input stretch ``x`` that starts at input
